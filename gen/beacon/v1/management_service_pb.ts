@@ -888,7 +888,8 @@ export type CreateApiKeyRequest = Message<"beacon.v1.CreateApiKeyRequest"> & {
   siteIds: string[];
 
   /**
-   * Makes a retried create return the first key (with its secret).
+   * Makes a retried create return the first key; the secret is shown only once, so a retry's
+   * response carries the key's record with an empty secret.
    *
    * @generated from field: string request_id = 4;
    */

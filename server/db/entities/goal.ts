@@ -28,7 +28,8 @@ export const GoalSchema = defineEntity({
     propertyKey: p.text().nullable(),
     propertyValue: p.text().nullable(),
     /** A fixed value per conversion, for goals without revenue on the event. */
-    valueNumeric: p.double().nullable(),
+    // A plain JS number: MikroORM would otherwise type doubles as `number | string`.
+    valueNumeric: p.double().$type<number>().runtimeType("number").nullable(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     version: version(),

@@ -7,16 +7,24 @@ import { Organisation } from "./organisation.js";
 /** The scope of the organisation-wide row; any other scope is a site id. */
 export const ORG_SCOPE = "org";
 
-/** Open on purpose: new settings ship without a migration; readers apply defaults for missing keys. */
+/**
+ * The JSON form of `beacon.v1.Settings` (for the `org` scope) with the organisation's
+ * `beacon.v1.Quotas` under `quotas`; camelCase keys, unset fields absent. Open on purpose: new
+ * settings ship without a migration, and readers apply defaults for missing keys.
+ */
 export interface SettingValues {
-  /** Default raw-event retention for sites without their own. */
-  retentionDays?: number;
-  /** Distinct values kept per custom property before the rest group as `(other)`. */
+  defaultRetentionDays?: number;
+  defaultMetricRetentionDays?: number;
   maxCardinality?: number;
-  /** Events per second accepted for the organisation. */
   ingestRateLimit?: number;
-  /** Monthly event and site quotas. */
-  quotas?: { eventsPerMonth?: number; sites?: number };
+  allowedConnectors?: string[];
+  quotas?: {
+    /** int64, so a decimal string in the JSON form. */
+    eventsPerMonth?: string;
+    queriesPerMinute?: number;
+    maxConcurrentStreams?: number;
+    maxSites?: number;
+  };
   [setting: string]: unknown;
 }
 

@@ -6,20 +6,22 @@ import { createdAt, updatedAt, uuidPrimaryKey, version } from "./columns.js";
 import { Organisation } from "./organisation.js";
 
 /**
- * Per-site settings. Open on purpose: new settings ship without a migration, and readers fall
- * back to the organisation's settings and then to built-in defaults for anything missing.
+ * Per-site settings, in the JSON form of the `beacon.v1.SiteSettings` message (camelCase keys,
+ * unset fields absent), so a service stores `toJson(SiteSettingsSchema, …)` as is. Open on
+ * purpose: new settings ship without a migration, and readers fall back to the organisation's
+ * settings and then to built-in defaults for anything missing.
  */
 export interface SiteSettings {
-  /** Custom event names accepted by ingestion; absent means any. */
   allowedEventTypes?: string[];
-  /** Drop events from browsers that send `DNT: 1`. */
   respectDoNotTrack?: boolean;
-  /** Events per minute accepted for this site before ingestion sheds load. */
-  rateLimitPerMinute?: number;
-  /** Inactivity after which a visitor's next event starts a new session. */
   sessionTimeoutMinutes?: number;
-  /** How long raw events are kept. */
+  customEventsPerSessionPerMinute?: number;
+  eventsPerVisitorPerMinute?: number;
+  eventsPerSitePerSecond?: number;
   retentionDays?: number;
+  maxPropertiesPerEvent?: number;
+  additionalHostnames?: string[];
+  autoDefineMetrics?: boolean;
   [setting: string]: unknown;
 }
 

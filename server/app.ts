@@ -1,0 +1,98 @@
+// build(deps) → { handler, close }: the one place routes, interceptors and plain-HTTP endpoints
+// meet. No I/O happens here; main.ts (or a test) provides the database, Redis and logger.
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { MikroORM } from "@mikro-orm/postgresql";
+import type { Redis } from "ioredis";
+import { ExportService } from "../gen/beacon/v1/export_service_pb.js";
+import { ManagementService } from "../gen/beacon/v1/management_service_pb.js";
+import { ReportingService } from "../gen/beacon/v1/reporting_service_pb.js";
+import { StreamingService } from "../gen/beacon/v1/streaming_service_pb.js";
+import { TrackingService } from "../gen/beacon/v1/tracking_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import type { BeaconConfig } from "./config.js";
+import { ApiKeyPrincipals } from "./core/management/principals.js";
+import { withCors } from "./http/cors.js";
+import { handleHealthHttp, type ReadinessProbe } from "./http/health.js";
+import type { HttpHandler } from "./http/listen.js";
+import { createAuthInterceptor } from "./interceptors/auth.js";
+import { createErrorInterceptor } from "./interceptors/errors.js";
+import { createLoggingInterceptor, logHttpRequest } from "./interceptors/logging.js";
+import type { Logger } from "./logger.js";
+import { RedisUsage } from "./core/usage.js";
+import { HealthService, HealthState } from "./services/health.js";
+import { ManagementServiceImpl } from "./services/management.js";
+
+export interface AppDeps {
+  config: BeaconConfig;
+  logger: Logger;
+  orm: MikroORM;
+  /** A Redis client for request-path state (usage counters, rate limits). */
+  redis: Redis;
+  health?: HealthState;
+}
+
+export interface App {
+  handler: HttpHandler;
+  health: HealthState;
+  /** Ends streams and marks the server NOT_SERVING; the listener drains in-flight calls. */
+  shutdown(): void;
+}
+
+const RPC_SERVICES = [TrackingService, ReportingService, ManagementService, StreamingService, ExportService];
+
+export function build(deps: AppDeps): App {
+  const { config, logger, orm, redis } = deps;
+  const health = deps.health ?? new HealthState();
+  for (const service of RPC_SERVICES) health.setServing(service.typeName, true);
+  const principals = new ApiKeyPrincipals(orm);
+  const usage = new RedisUsage(redis, config.redisPrefix);
+
+  const routes = (router: ConnectRouter) => {
+    router.service(Health, new HealthService(health));
+    router.service(ManagementService, new ManagementServiceImpl({ orm, usage, onKeyRevoked: () => principals.invalidate() }));
+    // Services whose RPCs later issues implement are registered so they are discoverable and
+    // authenticated; their unimplemented RPCs answer Unimplemented.
+    router.service(TrackingService, {});
+    router.service(ReportingService, {});
+    router.service(StreamingService, {});
+    router.service(ExportService, {});
+  };
+
+  const probes: Record<string, ReadinessProbe> = {
+    postgres: async () => {
+      await orm.em.getConnection().execute("select 1");
+    },
+    redis: async () => {
+      await redis.ping();
+    },
+  };
+
+  const notFound: HttpHandler = (req, res) => {
+    const started = performance.now();
+    res.statusCode = 404;
+    res.setHeader("Content-Type", "application/json");
+    res.end(JSON.stringify({ error: "not_found", message: `no route for ${req.method} ${(req.url ?? "").split("?")[0]}` }));
+    logHttpRequest(logger, { method: req.method ?? "", path: (req.url ?? "").split("?")[0], status: 404, durationMs: performance.now() - started });
+  };
+
+  const rpc = connectNodeAdapter({
+    routes,
+    interceptors: [createLoggingInterceptor(logger), createErrorInterceptor(logger), createAuthInterceptor(principals)],
+    readMaxBytes: config.maxBodyBytes,
+    fallback: (req, res) => {
+      // connect-node types the fallback's response loosely; it is one of the two Node responses.
+      const response = res as Parameters<HttpHandler>[1];
+      if (handleHealthHttp(req, response, { state: health, probes })) return;
+      notFound(req, response);
+    },
+  });
+
+  return {
+    handler: withCors(rpc as HttpHandler, { origins: config.corsOrigins }),
+    health,
+    shutdown() {
+      health.shutdown();
+    },
+  };
+}

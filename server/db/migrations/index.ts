@@ -1,0 +1,11 @@
+// The committed migrations, oldest first. `make-migration.ts` writes a new file next to this
+// one; add it at the end of this list. Names are stored in mikro_orm_migrations: never rename.
+import type { Constructor } from "@mikro-orm/core";
+import type { Migration } from "@mikro-orm/migrations";
+import { Migration20261122232242_records } from "./Migration20261122232242_records.js";
+import { Migration20261122232300_events } from "./Migration20261122232300_events.js";
+
+export const migrations: { name: string; class: Constructor<Migration> }[] = [
+  { name: "Migration20261122232242_records", class: Migration20261122232242_records },
+  { name: "Migration20261122232300_events", class: Migration20261122232300_events },
+];

@@ -1,0 +1,210 @@
+// One TCP port for every client Beacon has: browsers and beacons (HTTP/1.1), Connect and gRPC-web
+// clients (either), and gRPC clients, which speak cleartext HTTP/2 with prior knowledge. Node's
+// cleartext HTTP/2 server cannot fall back to HTTP/1.1 (`allowHTTP1` needs TLS and ALPN), so a
+// plain TCP server reads the first bytes of each connection and hands it to the right one.
+import net from "node:net";
+import http from "node:http";
+import http2 from "node:http2";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { Logger } from "../logger.js";
+
+export type HttpHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+export interface ListenOptions {
+  port: number;
+  host: string;
+  /** Where connection-level trouble (resets, handler crashes) is reported. */
+  logger?: Logger;
+  /** How long a new connection may stay silent before its first byte; 10 s unless a test says. */
+  firstByteTimeoutMs?: number;
+}
+
+export interface HttpListener {
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  /**
+   * Fires when close() starts. Long-lived responses (server-streaming RPCs) listen to it and end
+   * themselves, because close() waits for every in-flight request.
+   */
+  readonly shutdownSignal: AbortSignal;
+  /** Requests received and not yet answered, over both protocols. */
+  inFlight(): number;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (HTTP/1 responses go out with
+   * `Connection: close`, HTTP/2 sessions get GOAWAY), destroys what is left after `timeoutMs`,
+   * and resolves once every connection is closed. Calling it again returns the same promise.
+   */
+  close(timeoutMs: number): Promise<void>;
+}
+
+// Every HTTP/2 connection opens with this preface (RFC 9113 §3.4); no HTTP/1 request line can.
+const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+const defaultFirstByteTimeoutMs = 10_000;
+
+export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpListener> {
+  const { logger } = opts;
+  const firstByteTimeoutMs = opts.firstByteTimeoutMs ?? defaultFirstByteTimeoutMs;
+  const shutdown = new AbortController();
+  let closing: Promise<void> | undefined;
+
+  const sockets = new Set<net.Socket>();
+  // Connections whose first bytes have not arrived yet; they hold no request, so close() drops them.
+  const undecided = new Set<net.Socket>();
+  const http1Sockets = new Set<net.Socket>();
+  // HTTP/1 requests open per connection, so a drained connection can be closed at once.
+  const http1Open = new Map<net.Socket, number>();
+  const http1Responses = new Set<ServerResponse>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let inFlight = 0;
+
+  const serve: HttpHandler = (req, res) => {
+    inFlight++;
+    const http1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as net.Socket);
+    if (http1Socket) {
+      http1Open.set(http1Socket, (http1Open.get(http1Socket) ?? 0) + 1);
+      http1Responses.add(res as ServerResponse);
+      if (closing) (res as ServerResponse).setHeader("Connection", "close");
+    }
+    res.once("close", () => {
+      inFlight--;
+      if (!http1Socket) return;
+      http1Responses.delete(res as ServerResponse);
+      const open = (http1Open.get(http1Socket) ?? 1) - 1;
+      if (open > 0) {
+        http1Open.set(http1Socket, open);
+        return;
+      }
+      http1Open.delete(http1Socket);
+      // Headers went out before close() began, so the client may think the connection reusable.
+      if (closing) http1Socket.destroySoon();
+    });
+    try {
+      handler(req, res);
+    } catch (error) {
+      logger?.error("request handler threw", { error, path: req.url });
+      if (res.headersSent) {
+        res.destroy();
+      } else {
+        res.statusCode = 500;
+        res.end();
+      }
+    }
+  };
+
+  const http1Server = http.createServer(serve);
+  // Node starts its headers/request timeout checks (slow-loris protection) on 'listening', which
+  // this server never emits because it does not own the port. Start them explicitly.
+  http1Server.emit("listening");
+  http1Server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
+    logger?.debug("http/1 client error", { error: error.code ?? error.message });
+    if (socket.writable && !socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+
+  const http2Server = http2.createServer(serve);
+  http2Server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  http2Server.on("sessionError", (error) => logger?.debug("http/2 session error", { error: error.message }));
+
+  const dispatch = (socket: net.Socket, received: Buffer, isHttp2: boolean) => {
+    socket.pause();
+    socket.unshift(received);
+    if (isHttp2) {
+      // The session reads what is buffered on the socket, then takes over its handle.
+      http2Server.emit("connection", socket);
+    } else {
+      http1Sockets.add(socket);
+      http1Server.emit("connection", socket);
+      // The buffered bytes reach the HTTP/1 parser only once the socket flows again.
+      socket.resume();
+    }
+  };
+
+  const tcpServer = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    // Resets and broken pipes are the client's doing; without a listener they would crash the process.
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      logger?.debug("connection error", { error: error.code ?? error.message });
+    });
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    undecided.add(socket);
+    let received: Buffer = Buffer.alloc(0);
+    const silent = setTimeout(() => socket.destroy(), firstByteTimeoutMs);
+    silent.unref();
+    const decided = () => {
+      clearTimeout(silent);
+      undecided.delete(socket);
+      socket.off("data", onData);
+    };
+    const onData = (chunk: Buffer) => {
+      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+      const compared = Math.min(received.length, http2Preface.length);
+      const matchesPreface = received.subarray(0, compared).equals(http2Preface.subarray(0, compared));
+      if (matchesPreface && received.length < http2Preface.length) return;
+      decided();
+      dispatch(socket, received, matchesPreface);
+    };
+    socket.on("data", onData);
+    socket.once("close", () => {
+      decided();
+      sockets.delete(socket);
+      http1Sockets.delete(socket);
+    });
+  });
+
+  const close = (timeoutMs: number): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      shutdown.abort();
+      const deadline = setTimeout(() => {
+        if (inFlight > 0) logger?.warn("shutdown timeout: closing requests still in flight", { in_flight: inFlight });
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, timeoutMs);
+      deadline.unref();
+      // The callback runs once every accepted connection has closed.
+      tcpServer.close(() => {
+        clearTimeout(deadline);
+        resolve();
+      });
+      // Stops the HTTP/1 timeout checks; the server owns no port, so nothing else happens.
+      http1Server.close();
+      for (const socket of undecided) socket.destroy();
+      // An idle keep-alive connection holds no request: a request racing this gets a reset, as
+      // with Node's own server.close().
+      for (const socket of http1Sockets) {
+        if (!http1Open.has(socket)) socket.destroy();
+      }
+      for (const res of http1Responses) {
+        if (!res.headersSent) res.setHeader("Connection", "close");
+      }
+      for (const session of sessions) session.close();
+    });
+    return closing;
+  };
+
+  return new Promise((resolve, reject) => {
+    tcpServer.once("error", reject);
+    tcpServer.listen(opts.port, opts.host, () => {
+      tcpServer.off("error", reject);
+      tcpServer.on("error", (error) => logger?.error("listener error", { error }));
+      const address = tcpServer.address() as net.AddressInfo;
+      resolve({
+        port: address.port,
+        shutdownSignal: shutdown.signal,
+        inFlight: () => inFlight,
+        close,
+      });
+    });
+  });
+}

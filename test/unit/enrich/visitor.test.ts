@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { createVisitorHasher, sessionIdFor, utcDay } from "../../../server/core/enrich/visitor.js";
+
+const MAX_63 = (1n << 63n) - 1n;
+const UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0";
+
+describe("visitor hasher", () => {
+  const hasher = createVisitorHasher("test-secret");
+
+  it("is deterministic across hasher instances with the same secret", () => {
+    const a = hasher.visitorId("site-1", "203.0.113.7", UA, "2024-03-01");
+    const b = createVisitorHasher("test-secret").visitorId("site-1", "203.0.113.7", UA, "2024-03-01");
+    expect(a).toBe(b);
+    expect(a).toBeGreaterThan(0n);
+    expect(a).toBeLessThanOrEqual(MAX_63);
+  });
+
+  it("changes with the day, site, IP, user agent and secret", () => {
+    const base = hasher.visitorId("site-1", "203.0.113.7", UA, "2024-03-01");
+    expect(hasher.visitorId("site-1", "203.0.113.7", UA, "2024-03-02")).not.toBe(base);
+    expect(hasher.visitorId("site-2", "203.0.113.7", UA, "2024-03-01")).not.toBe(base);
+    expect(hasher.visitorId("site-1", "203.0.113.8", UA, "2024-03-01")).not.toBe(base);
+    expect(hasher.visitorId("site-1", "203.0.113.7", UA + " x", "2024-03-01")).not.toBe(base);
+    expect(createVisitorHasher("other").visitorId("site-1", "203.0.113.7", UA, "2024-03-01")).not.toBe(base);
+  });
+
+  it("separates fields so concatenations do not collide", () => {
+    expect(hasher.visitorId("site-1", "1.2.3.4", "5", "2024-03-01")).not.toBe(
+      hasher.visitorId("site-1", "1.2.3.", "45", "2024-03-01"),
+    );
+  });
+
+  it("always yields positive 63-bit ids", () => {
+    for (let i = 0; i < 500; i++) {
+      const id = hasher.visitorId("s", `10.0.${i >> 8}.${i & 255}`, UA, "2024-03-01");
+      expect(id >= 0n && id <= MAX_63).toBe(true);
+    }
+  });
+
+  it("gives today's and yesterday's ids around UTC midnight", () => {
+    const at = new Date("2024-03-02T00:05:00Z");
+    expect(hasher.visitorIdsAround("site-1", "203.0.113.7", UA, at)).toEqual({
+      today: hasher.visitorId("site-1", "203.0.113.7", UA, "2024-03-02"),
+      yesterday: hasher.visitorId("site-1", "203.0.113.7", UA, "2024-03-01"),
+    });
+  });
+
+  it("derives client visitor ids without a daily salt", () => {
+    const a = hasher.clientVisitorId("site-1", "client-abc");
+    expect(a).toBe(createVisitorHasher("test-secret").clientVisitorId("site-1", "client-abc"));
+    expect(hasher.clientVisitorId("site-2", "client-abc")).not.toBe(a);
+    expect(a >= 0n && a <= MAX_63).toBe(true);
+  });
+
+  it("formats UTC days", () => {
+    expect(utcDay(new Date("2024-03-01T23:59:59.999Z"))).toBe("2024-03-01");
+    expect(hasher.utcDay(new Date("2024-03-02T00:00:00Z"))).toBe("2024-03-02");
+  });
+
+  it("rejects an empty secret", () => {
+    expect(() => createVisitorHasher("")).toThrow();
+  });
+});
+
+describe("sessionIdFor", () => {
+  it("is deterministic and positive 63-bit", () => {
+    const id = sessionIdFor("site-1", 12345n, 1_700_000_000_000);
+    expect(sessionIdFor("site-1", 12345n, 1_700_000_000_000)).toBe(id);
+    expect(id >= 0n && id <= MAX_63).toBe(true);
+  });
+
+  it("differs per site, visitor and start time", () => {
+    const id = sessionIdFor("site-1", 12345n, 1_700_000_000_000);
+    expect(sessionIdFor("site-2", 12345n, 1_700_000_000_000)).not.toBe(id);
+    expect(sessionIdFor("site-1", 12346n, 1_700_000_000_000)).not.toBe(id);
+    expect(sessionIdFor("site-1", 12345n, 1_700_000_000_001)).not.toBe(id);
+  });
+});

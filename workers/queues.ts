@@ -1,0 +1,70 @@
+// The producers' contract with the workers: queue names, job payloads and job-id rules live here
+// and nowhere else. Payloads are plain JSON of ids, times and small batches. Job ids are
+// deterministic business keys (never containing ":" and never all digits, as BullMQ requires),
+// so a producer that retries adds the same job instead of a second one.
+import { createHash } from "node:crypto";
+
+export const QUEUES = {
+  /** Accepted hits, a batch per job, to be enriched and stored. */
+  ingest: "ingest",
+  /** Housekeeping: partitions ahead of time, retention, idempotency-record expiry. */
+  maintenance: "maintenance",
+} as const;
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+/** An accepted hit, as the accept path queues it. Times are epoch milliseconds. */
+export interface RawHit {
+  siteId: string;
+  eventId: string;
+  /** When it happened (fixed at accept, so retries and duplicates carry the same time). */
+  ts: number;
+  name: string;
+  url: string;
+  referrer: string;
+  title: string;
+  /** The client IP; used by enrichment and discarded, never stored. */
+  ip: string;
+  userAgent: string;
+  clientId: string;
+  userId: string;
+  screen: string;
+  language: string;
+  props: Record<string, string | number | boolean>;
+  revenue: number | null;
+  currency: string;
+  /** Custom-event rate limit per session was applied at accept; the worker need not repeat it. */
+  receivedAt: number;
+}
+
+export interface IngestBatchJob {
+  hits: RawHit[];
+}
+
+export type MaintenanceJob =
+  | { kind: "ensure-partitions"; daysAhead: number }
+  | { kind: "expire-idempotency-records"; olderThanHours: number };
+
+export const JOB_NAMES = {
+  ingestBatch: "ingest-batch",
+  ensurePartitions: "ensure-partitions",
+  expireIdempotencyRecords: "expire-idempotency-records",
+} as const;
+
+/**
+ * A batch's job id is derived from its events' ids, so re-adding the same batch after an unclear
+ * Redis reply is a no-op rather than a second copy.
+ */
+export function ingestBatchJobId(hits: readonly RawHit[]): string {
+  const hash = createHash("sha256");
+  for (const hit of hits) hash.update(hit.siteId).update("/").update(hit.eventId).update("\n");
+  return `batch-${hash.digest("hex").slice(0, 32)}`;
+}
+
+/** Retry policy shared by producers: exponential backoff, kept failures for inspection. */
+export const DEFAULT_JOB_OPTIONS = {
+  attempts: 8,
+  backoff: { type: "exponential", delay: 500 },
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
