@@ -20,6 +20,14 @@ import { createErrorInterceptor } from "./interceptors/errors.js";
 import { createLoggingInterceptor, logHttpRequest } from "./interceptors/logging.js";
 import type { Logger } from "./logger.js";
 import { RedisUsage } from "./core/usage.js";
+import { Acceptor } from "./core/ingest/accept.js";
+import { IngestBuffer } from "./core/ingest/buffer.js";
+import { RateLimiter } from "./core/ingest/rate-limit.js";
+import { SiteDirectory } from "./core/ingest/sites.js";
+import type { VisitorHasher } from "./core/enrich/visitor.js";
+import { connectContextValues } from "./http/client.js";
+import { TrackingServiceImpl } from "./services/tracking.js";
+import type { IngestProducer } from "../workers/producer.js";
 import { HealthService, HealthState } from "./services/health.js";
 import { ManagementServiceImpl } from "./services/management.js";
 
@@ -27,8 +35,12 @@ export interface AppDeps {
   config: BeaconConfig;
   logger: Logger;
   orm: MikroORM;
-  /** A Redis client for request-path state (usage counters, rate limits). */
+  /** A Redis client for request-path state (usage counters, rate limits, dedupe). */
   redis: Redis;
+  /** Where accepted events are written (the BullMQ ingest queue). */
+  producer: IngestProducer;
+  /** Visitor hashing, keyed by the instance secret. */
+  hasher: VisitorHasher;
   health?: HealthState;
 }
 
@@ -37,6 +49,8 @@ export interface App {
   health: HealthState;
   /** Ends streams and marks the server NOT_SERVING; the listener drains in-flight calls. */
   shutdown(): void;
+  /** After the listener has drained: writes what the ingest buffer still holds. */
+  close(): Promise<void>;
 }
 
 const RPC_SERVICES = [TrackingService, ReportingService, ManagementService, StreamingService, ExportService];
@@ -47,13 +61,16 @@ export function build(deps: AppDeps): App {
   for (const service of RPC_SERVICES) health.setServing(service.typeName, true);
   const principals = new ApiKeyPrincipals(orm);
   const usage = new RedisUsage(redis, config.redisPrefix);
+  const sites = new SiteDirectory(orm);
+  const buffer = new IngestBuffer((hits) => deps.producer.write(hits));
+  const acceptor = new Acceptor({ redis, prefix: config.redisPrefix, buffer, rateLimiter: new RateLimiter(redis, config.redisPrefix), hasher: deps.hasher, usage });
 
   const routes = (router: ConnectRouter) => {
     router.service(Health, new HealthService(health));
     router.service(ManagementService, new ManagementServiceImpl({ orm, usage, onKeyRevoked: () => principals.invalidate() }));
+    router.service(TrackingService, new TrackingServiceImpl({ orm, sites, acceptor, maxBatchEvents: config.maxBatchEvents }));
     // Services whose RPCs later issues implement are registered so they are discoverable and
     // authenticated; their unimplemented RPCs answer Unimplemented.
-    router.service(TrackingService, {});
     router.service(ReportingService, {});
     router.service(StreamingService, {});
     router.service(ExportService, {});
@@ -80,6 +97,7 @@ export function build(deps: AppDeps): App {
     routes,
     interceptors: [createLoggingInterceptor(logger), createErrorInterceptor(logger), createAuthInterceptor(principals)],
     readMaxBytes: config.maxBodyBytes,
+    contextValues: connectContextValues,
     fallback: (req, res) => {
       // connect-node types the fallback's response loosely; it is one of the two Node responses.
       const response = res as Parameters<HttpHandler>[1];
@@ -93,6 +111,9 @@ export function build(deps: AppDeps): App {
     health,
     shutdown() {
       health.shutdown();
+    },
+    async close() {
+      await buffer.close();
     },
   };
 }

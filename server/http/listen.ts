@@ -100,11 +100,7 @@ export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpL
   // Node starts its headers/request timeout checks (slow-loris protection) on 'listening', which
   // this server never emits because it does not own the port. Start them explicitly.
   http1Server.emit("listening");
-  http1Server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
-    logger?.debug("http/1 client error", { error: error.code ?? error.message });
-    if (socket.writable && !socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
-  });
+  // Malformed requests get Node's own answers (400, 408, 431), since no 'clientError' listener is set.
 
   const http2Server = http2.createServer(serve);
   http2Server.on("session", (session) => {

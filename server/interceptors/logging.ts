@@ -53,13 +53,22 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
       throw error;
     }
     if (!res.stream) {
-      record(req, startedAt, undefined, false);
+      record(req, startedAt, cancellation(req), false);
       return res;
     }
     // A server stream is only over when its last message has been sent (or it failed, or the
     // client went away), so the line is written when the response iterator finishes.
     return { ...res, message: loggedMessages(res, req, (error) => record(req, startedAt, error, true)) };
   };
+}
+
+/**
+ * Why the call was cut short, if it was. Handlers usually end quietly when their signal aborts
+ * (a Watch returns when the client cancels), so a normal return does not mean the client got "ok".
+ */
+function cancellation(req: UnaryRequest | StreamRequest): unknown {
+  if (!req.signal.aborted) return undefined;
+  return req.signal.reason ?? new ConnectError("call aborted", Code.Canceled);
 }
 
 async function* loggedMessages(
@@ -71,14 +80,14 @@ async function* loggedMessages(
   try {
     yield* res.message;
     finished = true;
-    done(undefined);
+    done(cancellation(req));
   } catch (error) {
     finished = true;
     done(error);
     throw error;
   } finally {
-    // Stopped early without an error: the client cancelled, or the server is shutting down.
-    if (!finished) done(req.signal.aborted ? (req.signal.reason ?? new ConnectError("stream ended", Code.Canceled)) : undefined);
+    // Stopped early by the consumer: the client went away, or the response could not be written.
+    if (!finished) done(cancellation(req) ?? new ConnectError("stream not read to the end", Code.Canceled));
   }
 }
 

@@ -4,7 +4,6 @@
 import { createHash } from "node:crypto";
 import { type DescMessage, fromBinary, type MessageShape, toBinary, toJsonString } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager, MikroORM } from "@mikro-orm/postgresql";
 import { IdempotencyRecord } from "../db/entities/index.js";
 import { InvalidArgumentError } from "../core/errors.js";
@@ -55,11 +54,11 @@ export class Idempotency {
         return response;
       });
     } catch (err) {
-      // A concurrent retry with the same id won the race: answer with its result.
-      if (err instanceof UniqueConstraintViolationException) {
-        const winner = await replay();
-        if (winner) return winner;
-      }
+      // A concurrent retry with the same id may have won the race. Ours then fails on the record's
+      // unique key, or earlier on a unique field of the resource itself (a site's domain, which
+      // the core reports as AlreadyExists): either way, answer with the winner's result.
+      const winner = await replay();
+      if (winner) return winner;
       throw err;
     }
   }

@@ -15,7 +15,9 @@ export async function loadSite(em: EntityManager, principal: Principal, siteId: 
 }
 
 export function etagOf(record: { version: number }): string {
-  return String(record.version);
+  // A lazily made record (settings an organisation never changed) has no version until its first
+  // flush; "0" stands for it, and its first write makes it "1".
+  return String(record.version ?? 0);
 }
 
 /** Refuses an update based on an older read. An empty etag means "whatever is there now". */

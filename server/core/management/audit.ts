@@ -15,7 +15,8 @@ export function recordAudit(em: EntityManager, principal: Principal | null, inpu
   if (!organisationId) throw new Error("audit entry needs an organisation");
   return em.create(AuditEntry, {
     organisationId,
-    actorKeyId: principal?.keyId ?? null,
+    // A principal without a key (the `beacon` CLI) has an empty keyId.
+    actorKeyId: principal?.keyId || null,
     actor: principal?.actor ?? "system",
     action: input.action,
     resource: input.resource,

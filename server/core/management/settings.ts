@@ -1,7 +1,9 @@
 // Organisation settings and quotas (002 §12), each its own row of the settings table so each has
 // its own etag: changing a quota does not invalidate someone's pending settings edit.
 import type { EntityManager } from "@mikro-orm/postgresql";
+import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import { Setting, type SettingValues } from "../../db/entities/index.js";
+import { StaleEtagError } from "../errors.js";
 import type { Principal } from "../roles.js";
 import { checkEtag, flushChecked } from "./access.js";
 import { recordAudit } from "./audit.js";
@@ -44,6 +46,19 @@ export async function getQuotas(em: EntityManager, organisationId: string): Prom
   return { values: { ...QUOTA_DEFAULTS, ...(row.values as Partial<OrganisationQuotas>) }, row };
 }
 
+/**
+ * flushChecked, plus the race only lazily made rows have: two first writes both insert the row,
+ * and the loser's insert clashes. Like any concurrent write that won, that is a stale etag.
+ */
+async function flushRow(em: EntityManager, resource: string): Promise<void> {
+  try {
+    await flushChecked(em, resource);
+  } catch (err) {
+    if (err instanceof UniqueConstraintViolationException) throw new StaleEtagError(resource, "changed");
+    throw err;
+  }
+}
+
 export interface UpdateSettingsInput {
   etag: string;
   retentionDays?: number;
@@ -67,7 +82,7 @@ export async function updateSettings(em: EntityManager, principal: Principal, in
   }
   row.values = next;
   recordAudit(em, principal, { action: "settings.update", resource, before: values, after: { ...SETTINGS_DEFAULTS, ...next } });
-  await flushChecked(em, resource);
+  await flushRow(em, resource);
   return getSettings(em, principal.organisationId);
 }
 
@@ -93,6 +108,6 @@ export async function updateQuotas(em: EntityManager, principal: Principal, inpu
   if (input.maxSites !== undefined) next.maxSites = requireRange("max_sites", input.maxSites, 0, 1_000_000);
   row.values = next;
   recordAudit(em, principal, { action: "quotas.update", resource, before: values, after: { ...QUOTA_DEFAULTS, ...next } });
-  await flushChecked(em, resource);
+  await flushRow(em, resource);
   return getQuotas(em, principal.organisationId);
 }

@@ -4,8 +4,10 @@ import type { Constructor } from "@mikro-orm/core";
 import type { Migration } from "@mikro-orm/migrations";
 import { Migration20261122232242_records } from "./Migration20261122232242_records.js";
 import { Migration20261122232300_events } from "./Migration20261122232300_events.js";
+import { Migration20261123000000_instance_secrets } from "./Migration20261123000000_instance_secrets.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
   { name: "Migration20261122232300_events", class: Migration20261122232300_events },
+  { name: "Migration20261123000000_instance_secrets", class: Migration20261123000000_instance_secrets },
 ];

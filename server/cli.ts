@@ -1,0 +1,229 @@
+// The `beacon` command: administration straight on Beacon's database, for the operator at the
+// console (the first site, a key for a dashboard, migrations before a deploy). It goes through
+// the same core operations as ManagementService, so its input is validated and audited alike;
+// its audit entries name the actor `cli`.
+//
+// The database is the one the server uses: DATABASE_URL, or else the embedded Postgres under
+// BEACON_DATA_DIR. A running server owns the embedded cluster (on a port chosen at its start) and
+// advertises it in `<dataDir>/postgres.json`; the CLI joins it, and starts the cluster itself for
+// the duration of the command only when no server runs.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { toJson } from "@bufbuild/protobuf";
+import type { MikroORM } from "@mikro-orm/postgresql";
+import { SiteSchema } from "../gen/beacon/v1/site_pb.js";
+import { type BeaconConfig, ConfigError, loadConfig } from "./config.js";
+import { BeaconError } from "./core/errors.js";
+import { bootstrap } from "./core/management/bootstrap.js";
+import { createApiKey } from "./core/management/keys.js";
+import { createSite } from "./core/management/sites.js";
+import type { Principal, RoleName } from "./core/roles.js";
+import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.js";
+import { closeOrm, createOrm, migrate } from "./db/orm.js";
+import { createLogger, type Logger } from "./logger.js";
+import { siteToProto } from "./services/mappers.js";
+
+export interface CliIo {
+  /** The command's result: a key, a site's JSON. Scripts read it, so nothing else goes here. */
+  out(line: string): void;
+  /** Errors and notices, one line each. */
+  err(line: string): void;
+  env: Record<string, string | undefined>;
+}
+
+const processIo: CliIo = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  env: process.env,
+};
+
+const USAGE = `Usage: beacon <command> [options]
+
+Commands:
+  sites create --domain D [--name N] [--timezone TZ] [--currency C] [--industry I]
+      Creates a site and prints it as JSON (id, tracking_id, domain, name, timezone, ...).
+  keys create --role admin|analyst|viewer [--site ID]... [--name N]
+      Creates an API key and prints only the key. --site (repeatable) limits it to those sites.
+  migrate
+      Applies pending database migrations (the server also applies them at start).
+
+The commands work on the server's database: DATABASE_URL when set, else the embedded Postgres
+under BEACON_DATA_DIR (default ./.beacon), shared with a running \`npm start\` in that directory.
+Exit codes: 0 done, 1 failed, 2 usage error.`;
+
+const ROLES: readonly RoleName[] = ["admin", "analyst", "viewer"];
+
+/** Wrong command line: exit code 2. */
+class UsageError extends Error {
+  override name = "UsageError";
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const COMMANDS: Record<string, { options: Options; run: (db: CliDatabase, values: Record<string, unknown>, io: CliIo) => Promise<void> }> = {
+  "sites create": {
+    options: {
+      domain: { type: "string" },
+      name: { type: "string" },
+      timezone: { type: "string" },
+      currency: { type: "string" },
+      industry: { type: "string" },
+    },
+    async run(db, values, io) {
+      if (typeof values.domain !== "string") throw new UsageError("sites create needs --domain, e.g. --domain example.com");
+      const site = await createSite(db.orm.em.fork(), await cliPrincipal(db.orm, io), {
+        domain: values.domain,
+        name: (values.name as string | undefined) ?? "",
+        timezone: (values.timezone as string | undefined) ?? "",
+        currency: (values.currency as string | undefined) ?? "",
+        industry: (values.industry as string | undefined) ?? "",
+        settings: {},
+      });
+      // The same shape the API returns, with the proto's field names.
+      const json = toJson(SiteSchema, siteToProto(site), { useProtoFieldName: true, alwaysEmitImplicit: true });
+      io.out(JSON.stringify(json, null, 2));
+    },
+  },
+  "keys create": {
+    options: {
+      role: { type: "string" },
+      site: { type: "string", multiple: true },
+      name: { type: "string" },
+    },
+    async run(db, values, io) {
+      const role = values.role as string | undefined;
+      if (role === undefined) throw new UsageError("keys create needs --role admin, analyst or viewer");
+      if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be admin, analyst or viewer, got "${role}"`);
+      const principal = await cliPrincipal(db.orm, io);
+      const { secret } = await createApiKey(db.orm.em.fork(), principal, principal.organisationId, {
+        displayName: (values.name as string | undefined) ?? `${role} key (created with the CLI)`,
+        role: role as RoleName,
+        siteIds: (values.site as string[] | undefined) ?? [],
+      });
+      io.out(secret);
+    },
+  },
+  migrate: {
+    options: {},
+    async run(db, _values, io) {
+      io.out(db.migrationsApplied.length > 0 ? `applied ${db.migrationsApplied.join(", ")}` : "the database is up to date");
+    },
+  },
+};
+
+/** Runs one command line (without `node` and the script) and returns the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let command: (typeof COMMANDS)[string];
+  let values: Record<string, unknown>;
+  try {
+    const words = argv.slice(0, 2).filter((arg) => !arg.startsWith("-"));
+    if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+      io.out(USAGE);
+      return 0;
+    }
+    const name = COMMANDS[words[0]] ? words[0] : `${words[0] ?? ""} ${words[1] ?? ""}`.trim();
+    if (!COMMANDS[name]) throw new UsageError(`unknown command "${words.join(" ") || argv[0]}"; run beacon --help for the list`);
+    command = COMMANDS[name];
+    const parsed = parseArgs({
+      args: argv.slice(name.split(" ").length),
+      options: { ...command.options, help: { type: "boolean", short: "h" } },
+      allowPositionals: false,
+      strict: true,
+    });
+    if (parsed.values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    values = parsed.values;
+  } catch (err) {
+    // parseArgs's own errors (unknown option, missing value) are usage errors too.
+    io.err(`beacon: ${firstLine(err)}`);
+    return 2;
+  }
+
+  let config: BeaconConfig;
+  try {
+    // No argv: `--role` here is a key's role, not the server's process role.
+    config = loadConfig(io.env, []);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(`beacon: ${err.message}`);
+    return 2;
+  }
+  // Quiet unless asked: stdout carries only the result, and stderr only what went wrong.
+  const logger = createLogger({ level: io.env.LOG_LEVEL ? config.logLevel : "warn", stream: { write: (line) => io.err(line.trimEnd()) } });
+
+  let db: CliDatabase | undefined;
+  try {
+    db = await openCliDatabase(config, logger);
+    await command.run(db, values, io);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`beacon: ${err.message}`);
+      return 2;
+    }
+    // Domain errors name the field at fault; anything else is reported by its first line.
+    io.err(`beacon: ${err instanceof BeaconError ? err.message : firstLine(err)}`);
+    logger.debug("command failed", { err });
+    return 1;
+  } finally {
+    await db?.close();
+  }
+}
+
+interface CliDatabase {
+  orm: MikroORM;
+  migrationsApplied: string[];
+  close(): Promise<void>;
+}
+
+async function openCliDatabase(config: BeaconConfig, logger: Logger): Promise<CliDatabase> {
+  let databaseUrl = config.databaseUrl ?? (await findRunningEmbeddedPostgres(config.dataDir));
+  let embedded: { stop(): Promise<void> } | undefined;
+  if (!databaseUrl) {
+    const started = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (line) => logger.debug("postgres", { line }) });
+    databaseUrl = started.url;
+    embedded = started;
+  }
+  let orm: MikroORM | undefined;
+  try {
+    orm = await createOrm({ databaseUrl });
+    // Records need the current schema, whoever runs first: the CLI on a fresh install, or a server.
+    const migrationsApplied = await migrate(orm);
+    const opened = orm;
+    return {
+      orm: opened,
+      migrationsApplied,
+      async close() {
+        await closeOrm(opened);
+        await embedded?.stop();
+      },
+    };
+  } catch (err) {
+    if (orm) await closeOrm(orm);
+    await embedded?.stop();
+    throw err;
+  }
+}
+
+/**
+ * The CLI acts for the default organisation with the admin role, and its audit entries say `cli`.
+ * On a database no server has started on yet, it creates that organisation the way a first start
+ * does, admin key included (shown here, on stderr, since the server will not show it again).
+ */
+async function cliPrincipal(orm: MikroORM, io: CliIo): Promise<Principal> {
+  const first = await bootstrap(orm.em.fork());
+  if (first.adminKey) {
+    io.err("Beacon created an organisation and an admin API key. The key is shown only this once:");
+    io.err(`  ${first.adminKey}`);
+  }
+  return { keyId: "", organisationId: first.organisation.id, role: "admin", siteIds: [], actor: "cli" };
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
+}
+
+if (process.argv[1]?.endsWith("server/cli.ts")) {
+  process.exit(await runCli(process.argv.slice(2)));
+}

@@ -1,0 +1,199 @@
+// Acceptance: the steps every arrival path runs, in order, before answering. A named pipeline of
+// small steps (Plausible's ingestion reads the same way): privacy → validate → rate limit →
+// pin duplicate times → durable write. A refused event carries a typed reason.
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { checkEventName, sanitizeProperties, sanitizeString, sanitizeUrl } from "../enrich/sanitize.js";
+import type { VisitorHasher } from "../enrich/visitor.js";
+import { RateLimitedError } from "../errors.js";
+import type { RedisUsage } from "../usage.js";
+import type { IngestBuffer } from "./buffer.js";
+import type { IncomingEvent, RawHit, RequestContext } from "./hit.js";
+import type { RateLimit, RateLimiter } from "./rate-limit.js";
+import type { IngestSite } from "./sites.js";
+
+/** Why one event was refused, in the shape TrackEvents, /batch and ValidateEvents report. */
+export interface EventError {
+  index: number;
+  field: string;
+  message: string;
+  reason: string;
+}
+
+export interface AcceptResult {
+  /** Ids of accepted events, by request index. */
+  accepted: { index: number; eventId: string }[];
+  errors: EventError[];
+  /** The browser asked not to be tracked: nothing was stored, and the answer is still success. */
+  ignoredDoNotTrack: boolean;
+}
+
+export interface AcceptLimits {
+  maxNameLength: number;
+  maxPropertyKeyLength: number;
+  maxPropertyValueLength: number;
+  maxEventIdLength: number;
+  /** How far in the past a client timestamp may be. */
+  maxPastMs: number;
+  /** How far in the future a client timestamp may be (clock skew). */
+  maxFutureMs: number;
+}
+
+export const DEFAULT_ACCEPT_LIMITS: AcceptLimits = {
+  maxNameLength: 120,
+  maxPropertyKeyLength: 120,
+  maxPropertyValueLength: 2000,
+  maxEventIdLength: 128,
+  maxPastMs: 7 * 24 * 3600_000,
+  maxFutureMs: 3600_000,
+};
+
+export const PAGEVIEW = "pageview";
+/** How long a client event id pins its first timestamp, so a resend deduplicates. */
+const DEDUPE_TTL_SECONDS = 7 * 24 * 3600;
+
+export interface AcceptorDeps {
+  redis: Redis;
+  prefix: string;
+  buffer: IngestBuffer;
+  rateLimiter: RateLimiter;
+  hasher: VisitorHasher;
+  usage: RedisUsage;
+  limits?: AcceptLimits;
+}
+
+export class Acceptor {
+  private readonly limits: AcceptLimits;
+
+  constructor(private readonly deps: AcceptorDeps) {
+    this.limits = deps.limits ?? DEFAULT_ACCEPT_LIMITS;
+  }
+
+  /** Validates without storing (ValidateEvents, and the first step of accept). */
+  validate(site: IngestSite, events: IncomingEvent[], ctx: RequestContext): { hits: { index: number; hit: RawHit }[]; errors: EventError[] } {
+    const hits: { index: number; hit: RawHit }[] = [];
+    const errors: EventError[] = [];
+    events.forEach((event, index) => {
+      const result = this.toHit(site, event, ctx, events.length === 1);
+      if ("error" in result) errors.push({ index, ...result.error });
+      else hits.push({ index, hit: result.hit });
+    });
+    return { hits, errors };
+  }
+
+  async accept(site: IngestSite, events: IncomingEvent[], ctx: RequestContext): Promise<AcceptResult> {
+    if (site.settings.respectDoNotTrack && ctx.doNotTrack) {
+      return { accepted: [], errors: [], ignoredDoNotTrack: true };
+    }
+    const { hits, errors } = this.validate(site, events, ctx);
+    if (hits.length === 0) return { accepted: [], errors, ignoredDoNotTrack: false };
+    await this.checkRateLimits(site, hits.map((h) => h.hit), ctx);
+    await this.pinDuplicateTimes(
+      hits
+        .filter(({ index }) => events[index].timestamp === undefined && (events[index].eventId.trim() !== "" || (events.length === 1 && ctx.idempotencyKey.trim() !== "")))
+        .map((h) => h.hit),
+    );
+    await this.deps.buffer.add(hits.map((h) => h.hit));
+    // Usage is informational (GetQuotas): a failed count must not fail an accepted request.
+    void this.deps.usage.addEvents(site.organisationId, hits.length).catch(() => {});
+    return { accepted: hits.map(({ index, hit }) => ({ index, eventId: hit.eventId })), errors, ignoredDoNotTrack: false };
+  }
+
+  private toHit(site: IngestSite, event: IncomingEvent, ctx: RequestContext, single: boolean): { hit: RawHit } | { error: Omit<EventError, "index"> } {
+    const name = checkEventName(event.name, this.limits.maxNameLength);
+    if ("error" in name) return { error: name.error };
+    const allowed = site.settings.allowedEventTypes;
+    if (name.name !== PAGEVIEW && allowed.length > 0 && !allowed.includes(name.name)) {
+      return { error: { field: "name", message: `event type "${name.name}" is not allowed for this site`, reason: "EVENT_TYPE_NOT_ALLOWED" } };
+    }
+    let eventId = event.eventId.trim() || (single ? ctx.idempotencyKey.trim() : "");
+    if (eventId.length > this.limits.maxEventIdLength) {
+      return { error: { field: "event_id", message: `must be at most ${this.limits.maxEventIdLength} characters`, reason: "INVALID_EVENT_ID" } };
+    }
+    if (/[\u0000-\u001f]/.test(eventId)) return { error: { field: "event_id", message: "must not contain control characters", reason: "INVALID_EVENT_ID" } };
+    if (eventId === "") eventId = randomUUID();
+    let ts = ctx.receivedAt;
+    if (event.timestamp !== undefined) {
+      if (!Number.isFinite(event.timestamp)) return { error: { field: "timestamp", message: "is not a valid time", reason: "INVALID_TIMESTAMP" } };
+      if (event.timestamp < ctx.receivedAt - this.limits.maxPastMs) {
+        return { error: { field: "timestamp", message: `is more than ${this.limits.maxPastMs / 86_400_000} days in the past`, reason: "TIMESTAMP_TOO_OLD" } };
+      }
+      if (event.timestamp > ctx.receivedAt + this.limits.maxFutureMs) {
+        return { error: { field: "timestamp", message: "is more than an hour in the future", reason: "TIMESTAMP_IN_FUTURE" } };
+      }
+      ts = Math.floor(event.timestamp);
+    }
+    const { properties, error } = sanitizeProperties(event.properties, {
+      maxProperties: site.settings.maxPropertiesPerEvent,
+      maxKeyLength: this.limits.maxPropertyKeyLength,
+      maxValueLength: this.limits.maxPropertyValueLength,
+    });
+    if (error) return { error };
+    let revenue: number | null = null;
+    if (event.revenue !== undefined) {
+      if (!Number.isFinite(event.revenue)) return { error: { field: "revenue", message: "must be a finite number", reason: "INVALID_REVENUE" } };
+      revenue = event.revenue;
+    }
+    const currency = event.currency.trim().toUpperCase();
+    if (currency !== "" && !/^[A-Z]{3}$/.test(currency)) return { error: { field: "currency", message: "must be an ISO 4217 code such as USD", reason: "INVALID_CURRENCY" } };
+    return {
+      hit: {
+        siteId: site.id,
+        eventId,
+        ts,
+        name: name.name,
+        // 003: an invalid URL is stored as empty, not refused.
+        url: sanitizeUrl(event.url),
+        referrer: sanitizeUrl(event.referrer),
+        title: sanitizeString(event.title, 500),
+        ip: ctx.ip,
+        userAgent: ctx.userAgent.slice(0, 1000),
+        clientId: sanitizeString(event.clientId, 200),
+        userId: sanitizeString(event.userId, 200),
+        screen: /^\d{1,5}x\d{1,5}$/.test(event.screen) ? event.screen : "",
+        language: sanitizeString(event.language, 35),
+        props: properties,
+        revenue,
+        currency: currency || (revenue !== null ? site.currency : ""),
+        receivedAt: ctx.receivedAt,
+      },
+    };
+  }
+
+  private async checkRateLimits(site: IngestSite, hits: RawHit[], ctx: RequestContext): Promise<void> {
+    const first = hits[0];
+    const who = first.userId || first.clientId
+      ? this.deps.hasher.clientVisitorId(site.id, first.userId || first.clientId)
+      : this.deps.hasher.visitorId(site.id, ctx.ip, ctx.userAgent, this.deps.hasher.utcDay(new Date(ctx.receivedAt)));
+    const limits: RateLimit[] = [
+      { key: `v:${site.id}:${who}`, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000 },
+      { key: `s:${site.id}`, limit: site.settings.eventsPerSitePerSecond, windowMs: 1_000 },
+    ];
+    const checks: Promise<void>[] = [this.admit(limits, hits.length, ctx.receivedAt, "too many events")];
+    const custom = hits.filter((h) => h.name !== PAGEVIEW).length;
+    if (custom > 0 && site.settings.customEventsPerSessionPerMinute > 0) {
+      // 003 limits custom events per session; a visit is the visitor's events within the timeout.
+      checks.push(this.admit([{ key: `c:${site.id}:${who}`, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000 }], custom, ctx.receivedAt, "too many custom events for this session"));
+    }
+    await Promise.all(checks);
+  }
+
+  private async admit(limits: RateLimit[], cost: number, now: number, what: string): Promise<void> {
+    const verdict = await this.deps.rateLimiter.admit(limits, cost, now);
+    if (!verdict.allowed) throw new RateLimitedError(Math.ceil(verdict.retryAfterMs / 1000), what);
+  }
+
+  /**
+   * A resend of an event with a client id but no client time would get a new receive time and
+   * so escape the (site, ts, event id) key; the first time seen is pinned in Redis instead.
+   */
+  private async pinDuplicateTimes(pinned: RawHit[]): Promise<void> {
+    if (pinned.length === 0) return;
+    const pipeline = this.deps.redis.pipeline();
+    for (const hit of pinned) pipeline.set(`${this.deps.prefix}:dedupe:${hit.siteId}:${hit.eventId}`, String(hit.ts), "EX", DEDUPE_TTL_SECONDS, "NX", "GET");
+    const replies = (await pipeline.exec()) ?? [];
+    replies.forEach(([err, previous], i) => {
+      if (!err && typeof previous === "string") pinned[i].ts = Number(previous);
+    });
+  }
+}

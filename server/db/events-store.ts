@@ -1,0 +1,196 @@
+// Writing enriched events and their sessions: one multi-row INSERT per table per batch (arrays
+// through unnest, so the statement is the same for any batch size and nothing is interpolated).
+// Events are deduplicated by (site_id, ts, event_id); only the events actually inserted update
+// their sessions, in the same transaction, so a retried batch changes nothing twice.
+import type { Pool, PoolClient } from "pg";
+import { ensurePartitions, isMissingPartitionError, forgetPartitions } from "./partitions.js";
+
+export interface StoredEvent {
+  siteId: string;
+  ts: number;
+  eventId: string;
+  name: string;
+  visitorId: bigint;
+  sessionId: bigint;
+  sessionStartedAt: number;
+  hostname: string;
+  pathname: string;
+  title: string;
+  referrer: string;
+  referrerSource: string;
+  referrerMedium: string;
+  utmSource: string;
+  utmMedium: string;
+  utmCampaign: string;
+  utmTerm: string;
+  utmContent: string;
+  clickId: string;
+  country: string;
+  region: string;
+  city: string;
+  browser: string;
+  browserVersion: string;
+  os: string;
+  osVersion: string;
+  deviceType: string;
+  screen: string;
+  language: string;
+  classification: number;
+  props: Record<string, unknown>;
+  revenue: number | null;
+  receivedAt: number;
+}
+
+const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => unknown][] = [
+  ["site_id", "uuid", (e) => e.siteId],
+  ["ts", "timestamptz", (e) => new Date(e.ts).toISOString()],
+  ["event_id", "text", (e) => e.eventId],
+  ["name", "text", (e) => e.name],
+  ["visitor_id", "int8", (e) => e.visitorId.toString()],
+  ["session_id", "int8", (e) => e.sessionId.toString()],
+  ["hostname", "text", (e) => e.hostname],
+  ["pathname", "text", (e) => e.pathname],
+  ["title", "text", (e) => e.title],
+  ["referrer", "text", (e) => e.referrer],
+  ["referrer_source", "text", (e) => e.referrerSource],
+  ["referrer_medium", "text", (e) => e.referrerMedium],
+  ["utm_source", "text", (e) => e.utmSource],
+  ["utm_medium", "text", (e) => e.utmMedium],
+  ["utm_campaign", "text", (e) => e.utmCampaign],
+  ["utm_term", "text", (e) => e.utmTerm],
+  ["utm_content", "text", (e) => e.utmContent],
+  ["click_id", "text", (e) => e.clickId],
+  ["country", "text", (e) => e.country],
+  ["region", "text", (e) => e.region],
+  ["city", "text", (e) => e.city],
+  ["browser", "text", (e) => e.browser],
+  ["browser_version", "text", (e) => e.browserVersion],
+  ["os", "text", (e) => e.os],
+  ["os_version", "text", (e) => e.osVersion],
+  ["device_type", "text", (e) => e.deviceType],
+  ["screen", "text", (e) => e.screen],
+  ["language", "text", (e) => e.language],
+  ["classification", "int2", (e) => e.classification],
+  ["props", "jsonb", (e) => JSON.stringify(e.props)],
+  ["revenue", "numeric", (e) => e.revenue],
+  ["received_at", "timestamptz", (e) => new Date(e.receivedAt).toISOString()],
+];
+
+// jsonb travels as text[] (pg has no jsonb[] parameter encoding) and is cast back in the select list.
+const INSERT_EVENTS_SQL = `insert into events (${EVENT_COLUMNS.map(([c]) => c).join(", ")})
+select ${EVENT_COLUMNS.map(([c, t]) => (t === "jsonb" ? `${c}::jsonb` : c)).join(", ")}
+from unnest(${EVENT_COLUMNS.map(([, t], i) => `$${i + 1}::${t === "jsonb" ? "text" : t}[]`).join(", ")})
+  as t(${EVENT_COLUMNS.map(([c]) => c).join(", ")})
+on conflict (site_id, ts, event_id) do nothing
+returning site_id, ts, event_id`;
+
+// Per session: what this batch adds. `first_*` describe the session's first event in the batch.
+const SESSION_COLUMNS = [
+  ["site_id", "uuid"], ["session_id", "int8"], ["visitor_id", "int8"], ["started_at", "timestamptz"], ["ended_at", "timestamptz"],
+  ["entry_page", "text"], ["exit_page", "text"], ["pageviews", "int4"], ["events", "int4"],
+  ["referrer_source", "text"], ["referrer_medium", "text"], ["utm_source", "text"], ["utm_medium", "text"], ["utm_campaign", "text"],
+  ["utm_term", "text"], ["utm_content", "text"], ["country", "text"], ["region", "text"], ["city", "text"],
+  ["browser", "text"], ["os", "text"], ["device_type", "text"], ["classification", "int2"],
+] as const;
+
+const UPSERT_SESSIONS_SQL = `insert into sessions (${SESSION_COLUMNS.map(([c]) => c).join(", ")}, is_bounce, duration_seconds)
+select t.*, t.pageviews <= 1 and t.events <= 1, extract(epoch from t.ended_at - t.started_at)::int
+from unnest(${SESSION_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")}) as t(${SESSION_COLUMNS.map(([c]) => c).join(", ")})
+on conflict (site_id, started_at, session_id) do update set
+  exit_page = case when excluded.exit_page <> '' and excluded.ended_at >= sessions.ended_at then excluded.exit_page else sessions.exit_page end,
+  entry_page = case when sessions.entry_page = '' then excluded.entry_page else sessions.entry_page end,
+  ended_at = greatest(sessions.ended_at, excluded.ended_at),
+  pageviews = sessions.pageviews + excluded.pageviews,
+  events = sessions.events + excluded.events,
+  is_bounce = sessions.pageviews + excluded.pageviews <= 1 and sessions.events + excluded.events <= 1,
+  duration_seconds = extract(epoch from greatest(sessions.ended_at, excluded.ended_at) - sessions.started_at)::int`;
+
+interface SessionDelta {
+  siteId: string;
+  sessionId: bigint;
+  visitorId: bigint;
+  startedAt: number;
+  endedAt: number;
+  entryPage: string;
+  entryTs: number;
+  exitPage: string;
+  exitTs: number;
+  pageviews: number;
+  events: number;
+  first: StoredEvent;
+}
+
+function sessionDeltas(events: StoredEvent[]): SessionDelta[] {
+  const bySession = new Map<string, SessionDelta>();
+  for (const e of events) {
+    const key = `${e.siteId}/${e.sessionStartedAt}/${e.sessionId}`;
+    let d = bySession.get(key);
+    if (!d) {
+      d = { siteId: e.siteId, sessionId: e.sessionId, visitorId: e.visitorId, startedAt: e.sessionStartedAt, endedAt: e.ts, entryPage: "", entryTs: Infinity, exitPage: "", exitTs: -Infinity, pageviews: 0, events: 0, first: e };
+      bySession.set(key, d);
+    }
+    d.events++;
+    d.endedAt = Math.max(d.endedAt, e.ts);
+    if (e.ts < d.first.ts) d.first = e;
+    if (e.name === "pageview") {
+      d.pageviews++;
+      if (e.ts < d.entryTs) [d.entryPage, d.entryTs] = [e.pathname, e.ts];
+      if (e.ts >= d.exitTs) [d.exitPage, d.exitTs] = [e.pathname, e.ts];
+    }
+  }
+  return [...bySession.values()];
+}
+
+function columnsOf<T>(rows: T[], getters: ((row: T) => unknown)[]): unknown[][] {
+  const columns = getters.map(() => new Array<unknown>(rows.length));
+  rows.forEach((row, r) => getters.forEach((get, c) => (columns[c][r] = get(row))));
+  return columns;
+}
+
+const DAY_MS = 86_400_000;
+
+async function ensureDays(client: Pool | PoolClient, events: StoredEvent[]): Promise<void> {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const e of events) {
+    min = Math.min(min, e.ts, e.sessionStartedAt);
+    max = Math.max(max, e.ts, e.sessionStartedAt);
+  }
+  await ensurePartitions(client, "events", new Date(min), new Date(max));
+  await ensurePartitions(client, "sessions", new Date(min - DAY_MS), new Date(max));
+}
+
+/**
+ * Stores a batch; returns how many events were new (the rest were duplicates). Throws on any
+ * database error, with nothing of the batch written.
+ */
+export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<number> {
+  if (events.length === 0) return 0;
+  await ensureDays(pool, events);
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    const inserted = await client.query<{ site_id: string; ts: string; event_id: string }>(INSERT_EVENTS_SQL, columnsOf(events, EVENT_COLUMNS.map(([, , get]) => get)));
+    const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${new Date(r.ts).getTime()}/${r.event_id}`));
+    const newEvents = events.filter((e) => fresh.has(`${e.siteId}/${e.ts}/${e.eventId}`));
+    const deltas = sessionDeltas(newEvents);
+    if (deltas.length > 0) {
+      await client.query(UPSERT_SESSIONS_SQL, columnsOf(deltas, [
+        (d) => d.siteId, (d) => d.sessionId.toString(), (d) => d.visitorId.toString(), (d) => new Date(d.startedAt).toISOString(), (d) => new Date(d.endedAt).toISOString(),
+        (d) => d.entryPage, (d) => d.exitPage, (d) => d.pageviews, (d) => d.events,
+        (d) => d.first.referrerSource, (d) => d.first.referrerMedium, (d) => d.first.utmSource, (d) => d.first.utmMedium, (d) => d.first.utmCampaign,
+        (d) => d.first.utmTerm, (d) => d.first.utmContent, (d) => d.first.country, (d) => d.first.region, (d) => d.first.city,
+        (d) => d.first.browser, (d) => d.first.os, (d) => d.first.deviceType, (d) => d.first.classification,
+      ]));
+    }
+    await client.query("commit");
+    return newEvents.length;
+  } catch (err) {
+    await client.query("rollback").catch(() => {});
+    // Someone dropped a partition we thought existed (retention): forget and let the retry create it.
+    if (isMissingPartitionError(err)) forgetPartitions(pool);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
