@@ -31,6 +31,13 @@ export interface BeaconConfig {
   maxBodyBytes: number;
   /** Events per TrackEvents / batch request. */
   maxBatchEvents: number;
+  /**
+   * How long a worker's claim on a job lasts without renewal. A worker that dies mid-batch has its
+   * batch taken over by another after this long (BullMQ's stalled-job check).
+   */
+  workerLockMs: number;
+  /** Ingest batches a worker process enriches at once. */
+  ingestConcurrency: number;
 }
 
 export class ConfigError extends Error {
@@ -116,5 +123,7 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     logLevel: oneOf(env, "LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
     maxBodyBytes: integer(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", 1000, 1, 100_000),
+    workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
+    ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 4, 1, 64),
   };
 }

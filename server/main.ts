@@ -78,7 +78,7 @@ export async function start(config: BeaconConfig, logger: Logger, out: (line: st
       out(`Beacon is running at http://${shown}:${listener.port}`);
     }
     if (config.role !== "server") {
-      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath });
+      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath, ingestConcurrency: config.ingestConcurrency, lockMs: config.workerLockMs });
     }
   } catch (err) {
     await listener?.close(0);

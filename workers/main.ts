@@ -23,6 +23,8 @@ export interface WorkerDeps {
   geoCityDbPath?: string;
   /** Enrichment batches processed at once (each is hundreds of events). */
   ingestConcurrency?: number;
+  /** A dead worker's batch is retried by another after this long. */
+  lockMs?: number;
   onStored?: (events: StoredEvent[]) => Promise<void>;
 }
 
@@ -61,6 +63,8 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
       connection: deps.connection(),
       prefix,
       concurrency: deps.ingestConcurrency ?? 4,
+      lockDuration: deps.lockMs ?? 30_000,
+      stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
       settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
     }),
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),

@@ -188,6 +188,25 @@ describe("listen: every protocol on one port", () => {
     }
   });
 
+  it("streams Watch changes over gRPC until the client cancels", async () => {
+    const client = createClient(Health, createGrpcTransport({ baseUrl: started.baseUrl }));
+    const abort = new AbortController();
+    const statuses: ServingStatus[] = [];
+    const watching = (async () => {
+      for await (const res of client.watch({ service: "beacon.v1.EventService" }, { signal: abort.signal })) {
+        statuses.push(res.status);
+        if (res.status === ServingStatus.SERVICE_UNKNOWN) started.state.setServing("beacon.v1.EventService", true);
+        if (res.status === ServingStatus.SERVING) started.state.setServing("beacon.v1.EventService", false);
+        if (res.status === ServingStatus.NOT_SERVING) abort.abort();
+      }
+    })().catch((e: unknown) => e);
+    await watching;
+    expect(statuses).toEqual([ServingStatus.SERVICE_UNKNOWN, ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
+    // The server noticed the cancel and ended the handler, leaving nothing in flight.
+    await until(() => started.server.inFlight() === 0);
+    await until(() => started.logLines.some((l) => l.procedure === "/grpc.health.v1.Health/Watch" && l.code === "canceled" && l.stream === true));
+  });
+
   it("logs one line per RPC with the code in snake_case", async () => {
     const client = createClient(Health, createConnectTransport({ baseUrl: started.baseUrl, httpVersion: "1.1" }));
     await expect(client.check({ service: "missing" })).rejects.toThrow(/unknown service/);
@@ -320,8 +339,14 @@ describe("listen: graceful close", () => {
     const { server, baseUrl } = await start({ health });
     const agent = new http.Agent({ keepAlive: true });
     try {
-      // An idle keep-alive connection, which close() must not wait for.
-      expect((await fetch(`${baseUrl}/healthz`)).status).toBe(200);
+      // An idle keep-alive connection, which close() must drop rather than wait for.
+      const idle = net.connect(server.port, "127.0.0.1");
+      let idleClosed = false;
+      idle.on("close", () => (idleClosed = true));
+      idle.on("error", () => {});
+      const idleAnswer = new Promise<string>((resolve) => idle.once("data", (chunk) => resolve(chunk.toString())));
+      idle.write("GET /healthz HTTP/1.1\r\nHost: beacon\r\n\r\n");
+      expect(await idleAnswer).toMatch(/^HTTP\/1\.1 200[\s\S]*keep-alive/i);
       const grpcClient = createClient(Health, createGrpcTransport({ baseUrl }));
       const overHttp1 = http1Post(server.port, "/grpc.health.v1.Health/Check", "{}", agent);
       const overHttp2 = grpcClient.check({});
@@ -331,7 +356,8 @@ describe("listen: graceful close", () => {
       const closing = server.close(5_000).then(() => (closed = true));
       expect(server.shutdownSignal.aborted).toBe(true);
       expect(await connectRefused(server.port)).toBe("ECONNREFUSED");
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Node would keep it for its 5 s keep-alive timeout; close() drops it straight away.
+      await until(() => idleClosed, 2_000);
       expect(closed).toBe(false);
 
       release();
