@@ -12,6 +12,7 @@ import { TrackingService } from "../gen/beacon/v1/tracking_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { BeaconConfig } from "./config.js";
 import { ApiKeyPrincipals } from "./core/management/principals.js";
+import { createBeaconRoutes } from "./http/beacons.js";
 import { withCors } from "./http/cors.js";
 import { handleHealthHttp, type ReadinessProbe } from "./http/health.js";
 import type { HttpHandler } from "./http/listen.js";
@@ -93,6 +94,8 @@ export function build(deps: AppDeps): App {
     logHttpRequest(logger, { method: req.method ?? "", path: (req.url ?? "").split("?")[0], status: 404, durationMs: performance.now() - started });
   };
 
+  const beacons = createBeaconRoutes({ acceptor, sites, principals, logger, maxBodyBytes: config.maxBodyBytes, maxBatchEvents: config.maxBatchEvents });
+
   const rpc = connectNodeAdapter({
     routes,
     interceptors: [createLoggingInterceptor(logger), createErrorInterceptor(logger), createAuthInterceptor(principals)],
@@ -101,6 +104,7 @@ export function build(deps: AppDeps): App {
     fallback: (req, res) => {
       // connect-node types the fallback's response loosely; it is one of the two Node responses.
       const response = res as Parameters<HttpHandler>[1];
+      if (beacons(req, response)) return;
       if (handleHealthHttp(req, response, { state: health, probes })) return;
       notFound(req, response);
     },

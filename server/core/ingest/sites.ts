@@ -79,7 +79,8 @@ export class SiteDirectory {
       sites.sort((a, b) => b.domain.length - a.domain.length || a.createdAt.getTime() - b.createdAt.getTime());
       if (sites[0]) return toIngestSite(sites[0]);
       const extra = await em.getConnection().execute<{ id: string }[]>(
-        "select id from sites where deleted_at is null and settings->'additionalHostnames' \\?| ? order by created_at limit 1",
+        // array[?]: the driver expands an array parameter into a list, which `?|` cannot take bare.
+        "select id from sites where deleted_at is null and settings->'additionalHostnames' \\?| array[?]::text[] order by created_at limit 1",
         [candidates],
       );
       if (!extra[0]) return undefined;
