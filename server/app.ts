@@ -28,6 +28,10 @@ import { SiteDirectory } from "./core/ingest/sites.js";
 import type { VisitorHasher } from "./core/enrich/visitor.js";
 import { connectContextValues } from "./http/client.js";
 import { TrackingServiceImpl } from "./services/tracking.js";
+import { ReportingServiceImpl } from "./services/reporting.js";
+import { ReportEngine } from "./core/reports/engine.js";
+import { RealtimeState } from "./core/realtime.js";
+import { sqlPool } from "./db/orm.js";
 import type { IngestProducer } from "../workers/producer.js";
 import { HealthService, HealthState } from "./services/health.js";
 import { ManagementServiceImpl } from "./services/management.js";
@@ -63,6 +67,8 @@ export function build(deps: AppDeps): App {
   const principals = new ApiKeyPrincipals(orm);
   const usage = new RedisUsage(redis, config.redisPrefix);
   const sites = new SiteDirectory(orm);
+  const engine = new ReportEngine(() => sqlPool(orm), { rollups: config.reportRollups });
+  const realtime = new RealtimeState(redis, config.redisPrefix);
   const buffer = new IngestBuffer((hits) => deps.producer.write(hits));
   const acceptor = new Acceptor({ redis, prefix: config.redisPrefix, buffer, rateLimiter: new RateLimiter(redis, config.redisPrefix), hasher: deps.hasher, usage });
 
@@ -72,7 +78,7 @@ export function build(deps: AppDeps): App {
     router.service(TrackingService, new TrackingServiceImpl({ orm, sites, acceptor, maxBatchEvents: config.maxBatchEvents }));
     // Services whose RPCs later issues implement are registered so they are discoverable and
     // authenticated; their unimplemented RPCs answer Unimplemented.
-    router.service(ReportingService, {});
+    router.service(ReportingService, new ReportingServiceImpl({ orm, engine, realtime, ingestLagSeconds: () => deps.producer.lagSeconds() }));
     router.service(StreamingService, {});
     router.service(ExportService, {});
   };

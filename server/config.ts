@@ -38,6 +38,8 @@ export interface BeaconConfig {
   workerLockMs: number;
   /** Ingest batches a worker process enriches at once. */
   ingestConcurrency: number;
+  /** Read rollups in reports (off: every report computed from raw events). */
+  reportRollups: boolean;
 }
 
 export class ConfigError extends Error {
@@ -125,5 +127,6 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", 1000, 1, 100_000),
     workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
     ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 4, 1, 64),
+    reportRollups: oneOf(env, "REPORT_ROLLUPS", ["on", "off"] as const, "on") === "on",
   };
 }

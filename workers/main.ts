@@ -10,6 +10,8 @@ import { SiteDirectory } from "../server/core/ingest/sites.js";
 import type { StoredEvent } from "../server/db/events-store.js";
 import { createIngestProcessor } from "./processors/ingest.js";
 import { createMaintenanceProcessor } from "./processors/maintenance.js";
+import { createRollupProcessor } from "./processors/rollup.js";
+import { RealtimeState } from "../server/core/realtime.js";
 import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
@@ -48,6 +50,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   );
 
   const geo = await createGeoLookup({ cityDbPath: deps.geoCityDbPath });
+  const realtime = new RealtimeState(deps.connection(), prefix);
   const ingest = createIngestProcessor({
     orm: deps.orm,
     redis: deps.connection(),
@@ -56,8 +59,19 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     hasher: deps.hasher,
     sites: new SiteDirectory(deps.orm),
     logger,
-    onStored: deps.onStored,
+    onStored: async (events) => {
+      await realtime.record(events);
+      await deps.onStored?.(events);
+    },
   });
+  const rollupQueue = new Queue(QUEUES.rollups, { connection: deps.connection(), prefix });
+  await rollupQueue.upsertJobScheduler(JOB_NAMES.rollupTick, { every: 60_000 }, { name: JOB_NAMES.rollupTick, data: {}, opts: { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } } });
+  await maintenanceQueue.upsertJobScheduler(
+    JOB_NAMES.applyRetention,
+    { every: 6 * 3600_000 },
+    { name: JOB_NAMES.applyRetention, data: { kind: "apply-retention" }, opts: DEFAULT_JOB_OPTIONS },
+  );
+
   const workers = [
     new Worker<IngestBatchJob>(QUEUES.ingest, ingest, {
       connection: deps.connection(),
@@ -68,6 +82,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
       settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
     }),
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),
+    new Worker(QUEUES.rollups, createRollupProcessor(deps.orm, logger), { connection: deps.connection(), prefix, concurrency: 1 }),
   ];
   for (const worker of workers) {
     worker.on("failed", (job, err) => logger.warn("job failed", { queue: worker.name, job: job?.name, id: job?.id, attempt: job?.attemptsMade, err: err.message }));
@@ -79,6 +94,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     async close() {
       await Promise.all(workers.map((worker) => worker.close()));
       await maintenanceQueue.close();
+      await rollupQueue.close();
     },
   };
 }

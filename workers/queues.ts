@@ -4,6 +4,7 @@
 // so a producer that retries adds the same job instead of a second one.
 import { createHash } from "node:crypto";
 import type { RawHit } from "../server/core/ingest/hit.js";
+import type { AcceptedMetricPoint } from "../server/core/metrics/points.js";
 
 export type { RawHit };
 
@@ -12,6 +13,14 @@ export const QUEUES = {
   ingest: "ingest",
   /** Housekeeping: partitions ahead of time, retention, idempotency-record expiry. */
   maintenance: "maintenance",
+  /** Hourly and daily report rollups, ticked every minute. */
+  rollups: "rollups",
+  /** Accepted metric points, a batch per job, to be stored. */
+  metricPoints: "metric-points",
+  /** NDJSON bulk ingestions of metric points, a job per ingestion. */
+  metricBulk: "metric-bulk",
+  /** Metric rollups and retention. */
+  metricMaintenance: "metric-maintenance",
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -22,12 +31,34 @@ export interface IngestBatchJob {
 
 export type MaintenanceJob =
   | { kind: "ensure-partitions"; daysAhead: number }
-  | { kind: "expire-idempotency-records"; olderThanHours: number };
+  | { kind: "expire-idempotency-records"; olderThanHours: number }
+  | { kind: "apply-retention" };
+
+export interface MetricPointsJob {
+  points: AcceptedMetricPoint[];
+}
+
+/** The ingestion's record (metric_bulk_ingests) holds everything else, including inline NDJSON. */
+export interface MetricBulkJob {
+  bulkId: string;
+}
+
+export type MetricMaintenanceJob =
+  /** Re-roll hours whose points changed, up to `maxHours` per run. */
+  | { kind: "metric-rollup"; maxHours: number }
+  /** Delete points, rollups and idle series older than each metric's retention. */
+  | { kind: "metric-retention" };
 
 export const JOB_NAMES = {
   ingestBatch: "ingest-batch",
   ensurePartitions: "ensure-partitions",
   expireIdempotencyRecords: "expire-idempotency-records",
+  applyRetention: "apply-retention",
+  rollupTick: "rollup-tick",
+  metricBatch: "metric-batch",
+  metricBulk: "metric-bulk",
+  metricRollup: "metric-rollup",
+  metricRetention: "metric-retention",
 } as const;
 
 /**
@@ -39,6 +70,30 @@ export function ingestBatchJobId(hits: readonly RawHit[]): string {
   for (const hit of hits) hash.update(hit.siteId).update("/").update(hit.eventId).update("\n");
   return `batch-${hash.digest("hex").slice(0, 32)}`;
 }
+
+/** Like ingestBatchJobId: derived from the points' keys, so re-adding a batch is a no-op. */
+export function metricBatchJobId(points: readonly AcceptedMetricPoint[]): string {
+  const hash = createHash("sha256");
+  for (const p of points) hash.update(p.siteId).update("/").update(p.metric).update("/").update(String(p.ts)).update("/").update(p.pointId).update("\n");
+  return `metric-batch-${hash.digest("hex").slice(0, 32)}`;
+}
+
+/**
+ * A bulk ingestion's id, and its job's: from the caller's request id when it gave one (so a
+ * retried start finds the first ingestion), else random. Either way never ":" nor all digits.
+ */
+export function metricBulkId(organisationId: string, requestId: string, random: () => string): string {
+  if (requestId === "") return `bulk-${random()}`;
+  return `bulk-${createHash("sha256").update(organisationId).update("/").update(requestId).digest("hex").slice(0, 32)}`;
+}
+
+/** Bulk ingestions retry a few times; each attempt resumes after the last committed chunk. */
+export const METRIC_BULK_JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: "exponential", delay: 2_000 },
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
 
 /** Retry policy shared by producers: exponential backoff, kept failures for inspection. */
 export const DEFAULT_JOB_OPTIONS = {

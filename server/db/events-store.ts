@@ -105,6 +105,20 @@ on conflict (site_id, started_at, session_id) do update set
   is_bounce = sessions.pageviews + excluded.pageviews <= 1 and sessions.events + excluded.events <= 1,
   duration_seconds = extract(epoch from greatest(sessions.ended_at, excluded.ended_at) - sessions.started_at)::int`;
 
+// Late events change hours that were already rolled up: mark those hours dirty, in the same
+// transaction, so reports read raw events for them until the rollup job re-rolls them. Taking a
+// share lock on the site's watermark orders this against the rollup job, which holds the row
+// exclusively while it rolls and advances it: an insert either commits before the roll reads
+// (and is included) or after the watermark moved (and marks its hour).
+const MARK_DIRTY_SQL = `with w as (
+  select site_id, hourly_until from rollup_watermarks where site_id = any($1::uuid[]) for share
+)
+insert into rollup_dirty (site_id, hour)
+select distinct x.site_id, date_trunc('hour', x.t, 'UTC')
+from unnest($2::uuid[], $3::timestamptz[]) as x(site_id, t) join w on w.site_id = x.site_id
+where x.t < w.hourly_until
+on conflict (site_id, hour) do update set marked_at = now()`;
+
 interface SessionDelta {
   siteId: string;
   sessionId: bigint;
@@ -172,7 +186,9 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
     await client.query("begin");
     const inserted = await client.query<{ site_id: string; ts: string; event_id: string }>(INSERT_EVENTS_SQL, columnsOf(events, EVENT_COLUMNS.map(([, , get]) => get)));
     const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${new Date(r.ts).getTime()}/${r.event_id}`));
-    const newEvents = events.filter((e) => fresh.has(`${e.siteId}/${e.ts}/${e.eventId}`));
+    // A batch may carry the same event twice (a client resending within one request): the insert
+    // keeps one row, so only the first copy may count towards its session.
+    const newEvents = events.filter((e) => fresh.delete(`${e.siteId}/${e.ts}/${e.eventId}`));
     const deltas = sessionDeltas(newEvents);
     if (deltas.length > 0) {
       await client.query(UPSERT_SESSIONS_SQL, columnsOf(deltas, [
@@ -182,6 +198,15 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
         (d) => d.first.utmTerm, (d) => d.first.utmContent, (d) => d.first.country, (d) => d.first.region, (d) => d.first.city,
         (d) => d.first.browser, (d) => d.first.os, (d) => d.first.deviceType, (d) => d.first.classification,
       ]));
+    }
+    if (newEvents.length > 0) {
+      // An event changes its own hour's rollup and, through its session, the session's start hour.
+      const touched = newEvents.flatMap((e) => [[e.siteId, e.ts], [e.siteId, e.sessionStartedAt]] as const);
+      await client.query(MARK_DIRTY_SQL, [
+        [...new Set(newEvents.map((e) => e.siteId))],
+        touched.map(([site]) => site),
+        touched.map(([, t]) => new Date(t).toISOString()),
+      ]);
     }
     await client.query("commit");
     return newEvents.length;

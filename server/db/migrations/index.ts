@@ -5,9 +5,13 @@ import type { Migration } from "@mikro-orm/migrations";
 import { Migration20261122232242_records } from "./Migration20261122232242_records.js";
 import { Migration20261122232300_events } from "./Migration20261122232300_events.js";
 import { Migration20261123000000_instance_secrets } from "./Migration20261123000000_instance_secrets.js";
+import { Migration20261124000000_metrics } from "./Migration20261124000000_metrics.js";
+import { Migration20261123010000_rollups } from "./Migration20261123010000_rollups.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
   { name: "Migration20261122232300_events", class: Migration20261122232300_events },
   { name: "Migration20261123000000_instance_secrets", class: Migration20261123000000_instance_secrets },
+  { name: "Migration20261124000000_metrics", class: Migration20261124000000_metrics },
+  { name: "Migration20261123010000_rollups", class: Migration20261123010000_rollups },
 ];

@@ -1,0 +1,111 @@
+// Reading rollups for the parts of a report's range they cover: whole local days (daily
+// rollups), else whole UTC hours (hourly rollups), provided the rollup job has reached them and
+// no late event has touched them since. What is left is returned as raw intervals.
+import type { Pool } from "pg";
+import type { DimensionKind } from "./catalog.js";
+import { Distinct, type GroupMap } from "./groups.js";
+import type { ReportQuery } from "./query.js";
+import { VisitorSketch } from "./sketch.js";
+import { filterSql, Params } from "./sql.js";
+import { addDays, bucketLabel, dayBucketLabel, localDate, startOfLocalDay, type TimeBucket } from "./time.js";
+
+const HOUR = 3_600_000;
+
+export interface RollupCoverage {
+  /** Local dates answered by daily rollups. */
+  days: string[];
+  /** UTC hour starts answered by hourly rollups. */
+  hours: number[];
+  /** What raw events must answer, as [start, end) instants. */
+  rawIntervals: [number, number][];
+}
+
+export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: DimensionKind[]): Promise<RollupCoverage> {
+  const { start, end } = q.range;
+  const [marks, dirty] = await Promise.all([
+    pool.query<{ hourly_until: Date | string; daily_until: string | null }>("select hourly_until, daily_until::text from rollup_watermarks where site_id = $1", [q.site.id]),
+    pool.query<{ hour: Date | string }>("select hour from rollup_dirty where site_id = $1 and hour >= $2 and hour < $3", [q.site.id, new Date(start - HOUR).toISOString(), new Date(end).toISOString()]),
+  ]);
+  const hourlyUntil = marks.rows[0] ? new Date(marks.rows[0].hourly_until).getTime() : -Infinity;
+  const dailyUntil = marks.rows[0]?.daily_until ?? null;
+  const dirtyHours = new Set(dirty.rows.map((r) => new Date(r.hour).getTime()));
+  const useDaily = !dims.some((d) => d.kind === "time" && d.name === "hour");
+  const tz = q.site.timezone;
+  const coverage: RollupCoverage = { days: [], hours: [], rawIntervals: [] };
+  const pushRaw = (a: number, b: number) => {
+    const last = coverage.rawIntervals[coverage.rawIntervals.length - 1];
+    if (last && last[1] === a) last[1] = b;
+    else coverage.rawIntervals.push([a, b]);
+  };
+  const dirtyBetween = (a: number, b: number) => {
+    for (let h = Math.floor(a / HOUR) * HOUR; h < b; h += HOUR) if (dirtyHours.has(h)) return true;
+    return false;
+  };
+  let t = start;
+  while (t < end) {
+    if (useDaily && dailyUntil !== null) {
+      const date = localDate(t, tz);
+      const dayStart = startOfLocalDay(date, tz);
+      const dayEnd = startOfLocalDay(addDays(date, 1), tz);
+      if (dayStart === t && dayEnd <= end && date < dailyUntil && !dirtyBetween(dayStart, dayEnd)) {
+        coverage.days.push(date);
+        t = dayEnd;
+        continue;
+      }
+    }
+    if (t % HOUR === 0 && t + HOUR <= end && t + HOUR <= hourlyUntil && !dirtyHours.has(t)) {
+      coverage.hours.push(t);
+      t += HOUR;
+      continue;
+    }
+    const next = Math.min(end, Math.floor(t / HOUR) * HOUR + HOUR);
+    pushRaw(t, next);
+    t = next;
+  }
+  return coverage;
+}
+
+const CLASSIFICATIONS = { USER: [1], BOT: [2], ALL: [1, 2] } as const;
+
+export async function readRollups(
+  pool: Pool,
+  q: ReportQuery,
+  dims: DimensionKind[],
+  dimension: string,
+  coverage: RollupCoverage,
+  groups: GroupMap,
+  need: { events: boolean; sessions: boolean },
+): Promise<void> {
+  const timeDim = dims.find((d) => d.kind === "time")?.name as TimeBucket | undefined;
+  const withVisitors = need.events;
+  const read = async (table: "rollups_daily" | "rollups_hourly", column: "day" | "hour", buckets: (string | number)[]) => {
+    if (buckets.length === 0) return;
+    const p = new Params();
+    const site = p.add(q.site.id);
+    const dim = p.add(dimension);
+    const list = p.add(column === "day" ? buckets : buckets.map((h) => new Date(h as number).toISOString()));
+    const classes = p.add(CLASSIFICATIONS[q.classification]);
+    const where = dimension === "" ? "true" : filterSql(q.filter, "rollup", q, p);
+    const bucketSelect = timeDim ? `r.${column}${column === "day" ? "::text" : ""} as bucket, ` : "";
+    const groupBy = [timeDim ? `r.${column}` : "", "r.value"].filter(Boolean).join(", ");
+    const text = `select ${bucketSelect}r.value, sum(r.pageviews) as pageviews, sum(r.events) as events, sum(r.revenue) as revenue,
+  sum(r.visits) as visits, sum(r.bounces) as bounces, sum(r.duration_seconds) as duration, sum(r.session_pageviews) as session_pageviews
+  ${withVisitors ? ", array_agg(r.visitors) as visitors" : ""}
+from ${table} r
+where r.site_id = ${site} and r.dimension = ${dim} and r.${column} = any(${list}::${column === "day" ? "date" : "timestamptz"}[]) and r.classification = any(${classes}::int2[]) and ${where}
+group by ${groupBy}`;
+    const { rows } = await pool.query(text, p.values);
+    for (const row of rows) {
+      const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket).getTime(), timeDim, q.site.timezone);
+      const key = dims.map((d) => (d.kind === "time" ? label : String(row.value)));
+      const group = groups.get(key);
+      if (need.events) {
+        const sketch = new VisitorSketch();
+        for (const bytes of row.visitors as Buffer[]) sketch.merge(VisitorSketch.decode(bytes));
+        group.addEvents(Number(row.pageviews), Number(row.events), Number(row.revenue), Distinct.ofSketch(sketch), Distinct.ofSketch(new VisitorSketch()));
+      }
+      if (need.sessions) group.addSessions(Number(row.visits), Number(row.bounces), Number(row.duration), Number(row.session_pageviews));
+    }
+  };
+  await Promise.all([read("rollups_daily", "day", coverage.days), read("rollups_hourly", "hour", coverage.hours)]);
+}
