@@ -79,6 +79,9 @@ export const REQUIREMENTS: ReadonlyMap<string, Requirement> = new Map([
     updateQuotas: "admin",
     listAuditEntries: "admin",
     listDeadLetters: "analyst",
+    getRollupPolicy: "viewer",
+    updateRollupPolicy: "admin",
+    runRollup: "admin",
   }),
   ...table(StreamingService, {
     watchRealtime: "viewer",

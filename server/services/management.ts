@@ -15,6 +15,9 @@ import * as metrics from "../core/management/metric-definitions.js";
 import * as orgs from "../core/management/organisations.js";
 import * as settings from "../core/management/settings.js";
 import * as sites from "../core/management/sites.js";
+import * as rollups from "../core/management/rollup-policy.js";
+import { sqlPool } from "../db/orm.js";
+import { rollSite } from "../db/rollups.js";
 import { decodePageToken, pageSize } from "../core/page-token.js";
 import { permissionsOf } from "../core/roles.js";
 import { principalOf } from "../interceptors/auth.js";
@@ -318,6 +321,28 @@ export class ManagementServiceImpl implements ServiceImpl<typeof ManagementServi
       endTime: req.endTime ? timestampDate(req.endTime) : undefined,
     });
     return create(pb.ListAuditEntriesResponseSchema, { auditEntries: page.items.map(map.auditEntryToProto), nextPageToken: page.nextPageToken });
+  }
+
+  async getRollupPolicy(req: pb.GetRollupPolicyRequest, ctx: HandlerContext) {
+    const policy = await rollups.getRollupPolicy(this.em(), await sqlPool(this.deps.orm), principalOf(ctx.values), req.siteId);
+    return create(pb.GetRollupPolicyResponseSchema, { policy: map.rollupPolicyToProto(policy) });
+  }
+
+  async updateRollupPolicy(req: pb.UpdateRollupPolicyRequest, ctx: HandlerContext) {
+    const principal = principalOf(ctx.values);
+    await this.em().transactional((em) => rollups.updateRollupPolicy(em, principal, req.siteId, { etag: req.etag, enabled: req.enabled, rawRetentionDays: req.rawRetentionDays }));
+    const policy = await rollups.getRollupPolicy(this.em(), await sqlPool(this.deps.orm), principal, req.siteId);
+    return create(pb.UpdateRollupPolicyResponseSchema, { policy: map.rollupPolicyToProto(policy) });
+  }
+
+  async runRollup(req: pb.RunRollupRequest, ctx: HandlerContext) {
+    const principal = principalOf(ctx.values);
+    const site = await loadSite(this.em(), principal, req.siteId);
+    const pool = await sqlPool(this.deps.orm);
+    // Bounded, so a request never holds a connection for a long backfill; the tick does the rest.
+    const result = await rollSite(pool, site.id, site.timezone, Date.now(), 24 * 7);
+    const policy = await rollups.getRollupPolicy(this.em(), pool, principal, site.id);
+    return create(pb.RunRollupResponseSchema, { hoursRolled: result.hours, daysRolled: result.days, policy: map.rollupPolicyToProto(policy) });
   }
 
   async listDeadLetters(req: pb.ListDeadLettersRequest, ctx: HandlerContext) {

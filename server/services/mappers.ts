@@ -15,6 +15,8 @@ import { etagOf } from "../core/management/access.js";
 import type { AggregationName } from "../core/management/metric-definitions.js";
 import type { OrganisationQuotas, OrganisationSettings } from "../core/management/settings.js";
 import type { SiteSettingsInput } from "../core/management/sites.js";
+import type { RollupPolicyView } from "../core/management/rollup-policy.js";
+import { RollupPolicySchema, RollupRuleSchema } from "../../gen/beacon/v1/rollup_pb.js";
 import type { RoleName } from "../core/roles.js";
 
 const ts = (date: Date | null | undefined) => (date ? timestampFromDate(date) : undefined);
@@ -216,5 +218,18 @@ export function deadLetterToProto(letter: DeadLetter): DeadLetterMsg {
     payload: payload && typeof payload === "object" && !Array.isArray(payload) ? (payload as JsonObject) : { value: payload as never },
     attempts: letter.attempts,
     createTime: ts(letter.createdAt),
+  });
+}
+
+export function rollupPolicyToProto(policy: RollupPolicyView) {
+  return create(RollupPolicySchema, {
+    siteId: policy.siteId,
+    enabled: policy.enabled,
+    rules: policy.rules.map((r) => create(RollupRuleSchema, r)),
+    rawRetentionDays: policy.rawRetentionDays,
+    hourlyUntil: ts(policy.hourlyUntil),
+    dailyUntil: policy.dailyUntil,
+    dirtyHours: policy.dirtyHours,
+    etag: policy.etag,
   });
 }

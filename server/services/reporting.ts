@@ -98,7 +98,7 @@ export class ReportingServiceImpl implements Partial<ServiceImpl<typeof Reportin
       propertyValue: g.propertyValue ?? null,
       valueNumeric: g.valueNumeric === null || g.valueNumeric === undefined ? null : Number(g.valueNumeric),
     }));
-    return { site: { id: site.id, timezone: site.timezone }, goals };
+    return { site: { id: site.id, timezone: site.timezone, rollups: site.settings.rollupsEnabled !== false }, goals };
   }
 
   async runReport(req: pb.RunReportRequest, ctx: HandlerContext): Promise<pb.RunReportResponse> {

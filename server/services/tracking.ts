@@ -13,17 +13,60 @@ import type { AcceptResult, Acceptor, EventError } from "../core/ingest/accept.j
 import { emptyIncomingEvent, type IncomingEvent } from "../core/ingest/hit.js";
 import { fromMeasurementProtocol } from "../core/ingest/measurement-protocol.js";
 import type { IngestSite, SiteDirectory } from "../core/ingest/sites.js";
-import { InvalidArgumentError, NotFoundError } from "../core/errors.js";
+import { InvalidArgumentError, NotFoundError, UnavailableError } from "../core/errors.js";
 import { loadSite } from "../core/management/access.js";
 import { principalKey, principalOf } from "../interceptors/auth.js";
 import { clientIpKey, requestContext } from "../http/client.js";
+import { type BulkScheduler, readBulkIngest, startBulkIngest, type BulkSource } from "../core/metrics/bulk.js";
+import type { IntakeSite, MetricIntake } from "../core/metrics/intake.js";
+import type { IncomingMetricPoint, PointError } from "../core/metrics/points.js";
+import { canReachSite } from "../core/roles.js";
+import { requireUuid } from "../core/management/validate.js";
+import { sqlPool } from "../db/orm.js";
+import type { BulkState } from "../db/metric-points-store.js";
+import type { MetricPoint } from "../../gen/beacon/v1/event_pb.js";
 
 export interface TrackingDeps {
   orm: MikroORM;
   sites: SiteDirectory;
   acceptor: Acceptor;
   maxBatchEvents: number;
+  /** The metric RPCs (IngestMetricPoints, ValidateMetricPoints, bulk); Unavailable without them. */
+  metrics?: MetricTracking;
 }
+
+export interface MetricTracking {
+  intake: MetricIntake;
+  bulk: BulkScheduler;
+  /** Directories file_path bulk sources must be in. */
+  importRoots: string[];
+}
+
+/** Points per IngestMetricPoints or ValidateMetricPoints request (the proto's 1 to 1,000). */
+export const MAX_METRIC_POINTS = 1000;
+
+export function metricPointFromProto(point: MetricPoint): IncomingMetricPoint {
+  return {
+    metricName: point.metricName,
+    value: point.value,
+    timestamp: point.timestamp ? Number(point.timestamp.seconds) * 1000 + Math.floor(point.timestamp.nanos / 1_000_000) : undefined,
+    source: point.source,
+    tags: point.tags,
+    metadata: point.metadata,
+    idempotencyKey: point.idempotencyKey,
+  };
+}
+
+function pointErrors(errors: PointError[]) {
+  return errors.map((e) => create(ItemErrorSchema, { index: e.index, field: `points[${e.index}].${e.field}`, message: e.message, reason: e.reason }));
+}
+
+const BULK_STATES: Record<BulkState, pb.BulkIngestState> = {
+  pending: pb.BulkIngestState.PENDING,
+  running: pb.BulkIngestState.RUNNING,
+  done: pb.BulkIngestState.DONE,
+  failed: pb.BulkIngestState.FAILED,
+};
 
 export function eventFromProto(event: Event): IncomingEvent {
   return {
@@ -157,5 +200,71 @@ export class TrackingServiceImpl implements Partial<ServiceImpl<typeof TrackingS
     if (req.events.length > this.deps.maxBatchEvents) throw new InvalidArgumentError("events", `must hold at most ${this.deps.maxBatchEvents} events, got ${req.events.length}`);
     const { hits, errors } = this.deps.acceptor.validate(site, req.events.map(eventFromProto), this.context(ctx));
     return create(pb.ValidateEventsResponseSchema, { valid: hits.length, invalid: errors.length, errors: itemErrors(errors, "events") });
+  }
+
+  private metrics(): MetricTracking {
+    if (!this.deps.metrics) throw new UnavailableError("metric ingestion is not configured on this server");
+    return this.deps.metrics;
+  }
+
+  /** The site metric points are for: one the key may reach, from the cached directory. */
+  private async metricSite(siteId: string, ctx: HandlerContext): Promise<IntakeSite> {
+    const principal = principalOf(ctx.values);
+    const id = requireUuid("site_id", siteId);
+    const site = await this.deps.sites.byId(id);
+    if (!site || site.organisationId !== principal.organisationId || !canReachSite(principal, site.id)) throw new NotFoundError(`site ${id}`, "site_id");
+    return { id: site.id, organisationId: site.organisationId, autoDefineMetrics: site.settings.autoDefineMetrics };
+  }
+
+  private static checkPointCount(points: unknown[]): void {
+    if (points.length === 0) throw new InvalidArgumentError("points", "must hold at least one point");
+    if (points.length > MAX_METRIC_POINTS) throw new InvalidArgumentError("points", `must hold at most ${MAX_METRIC_POINTS} points, got ${points.length}`);
+  }
+
+  async ingestMetricPoints(req: pb.IngestMetricPointsRequest, ctx: HandlerContext) {
+    const metrics = this.metrics();
+    const site = await this.metricSite(req.siteId, ctx);
+    TrackingServiceImpl.checkPointCount(req.points);
+    const result = await metrics.intake.accept(site, principalOf(ctx.values), req.points.map(metricPointFromProto), Date.now(), ctx.requestHeader.get("idempotency-key") ?? "");
+    return create(pb.IngestMetricPointsResponseSchema, { ids: result.accepted.map((a) => a.pointId), errors: pointErrors(result.errors) });
+  }
+
+  async validateMetricPoints(req: pb.ValidateMetricPointsRequest, ctx: HandlerContext) {
+    const metrics = this.metrics();
+    const site = await this.metricSite(req.siteId, ctx);
+    TrackingServiceImpl.checkPointCount(req.points);
+    const prepared = await metrics.intake.prepare(site, principalOf(ctx.values), req.points.map(metricPointFromProto), {
+      receivedAt: Date.now(),
+      defaultPointId: () => "",
+      dryRun: true,
+    });
+    return create(pb.ValidateMetricPointsResponseSchema, { valid: prepared.accepted.length, errors: pointErrors(prepared.errors) });
+  }
+
+  async startBulkIngest(req: pb.StartBulkIngestRequest, ctx: HandlerContext) {
+    const metrics = this.metrics();
+    const site = await this.metricSite(req.siteId, ctx);
+    let source: BulkSource | undefined;
+    if (req.source.case === "filePath") source = { kind: "file", path: req.source.value };
+    else if (req.source.case === "url") source = { kind: "url", url: req.source.value };
+    else if (req.source.case === "ndjson") source = { kind: "inline", ndjson: req.source.value };
+    const row = await startBulkIngest(await sqlPool(this.deps.orm), metrics.bulk, principalOf(ctx.values), site, {
+      source,
+      requestId: req.requestId || (ctx.requestHeader.get("idempotency-key") ?? ""),
+      receivedAt: Date.now(),
+    }, metrics.importRoots);
+    return create(pb.StartBulkIngestResponseSchema, { jobId: row.id });
+  }
+
+  async getBulkIngest(req: pb.GetBulkIngestRequest, ctx: HandlerContext) {
+    const row = await readBulkIngest(await sqlPool(this.deps.orm), principalOf(ctx.values), req.jobId);
+    return create(pb.GetBulkIngestResponseSchema, {
+      jobId: row.id,
+      state: BULK_STATES[row.state],
+      linesRead: BigInt(row.linesRead),
+      pointsStored: BigInt(row.pointsStored),
+      lineErrors: row.lineErrors.map((e) => create(pb.BulkIngestLineErrorSchema, { line: BigInt(e.line), message: e.message })),
+      error: row.error,
+    });
   }
 }

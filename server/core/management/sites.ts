@@ -130,7 +130,15 @@ export async function updateSite(em: EntityManager, principal: Principal, id: st
   const before = snapshot(site);
   if (input.domain !== undefined) site.domain = requireDomain("domain", input.domain);
   if (input.name !== undefined) site.name = requireText("name", input.name, 200);
-  if (input.timezone !== undefined) site.timezone = requireTimeZone("timezone", input.timezone);
+  if (input.timezone !== undefined && input.timezone !== site.timezone) {
+    site.timezone = requireTimeZone("timezone", input.timezone);
+    // Daily rollups are per local day: a new time zone makes them wrong, so they start over
+    // (reports read raw events until the rollup job has caught up again).
+    const conn = em.getConnection();
+    for (const table of ["rollups_daily", "rollups_hourly", "rollup_dirty", "rollup_watermarks"]) {
+      await conn.execute(`delete from ${table} where site_id = ?`, [site.id]);
+    }
+  }
   if (input.currency !== undefined) site.currency = requireCurrency("currency", input.currency);
   if (input.industry !== undefined) site.industry = optionalText("industry", input.industry, 100);
   if (input.settings !== undefined) site.settings = { ...site.settings, ...checkSettings(input.settings) };

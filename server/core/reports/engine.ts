@@ -68,7 +68,7 @@ export class ReportEngine {
     const groups = new GroupMap();
     const needEvents = q.metrics.some((m) => EVENT_METRICS.has(m)) || dims.some((d) => d.kind === "goal");
     const needSessions = q.metrics.some((m) => SESSION_METRICS.has(m));
-    const rollupDimension = this.options.rollups ? rollupDimensionFor(q, dims, needSessions) : undefined;
+    const rollupDimension = this.options.rollups && q.site.rollups !== false ? rollupDimensionFor(q, dims, needSessions) : undefined;
     let intervals: [number, number][] = [[q.range.start, q.range.end]];
     let coverage: RollupCoverage | undefined;
     if (rollupDimension !== undefined) {

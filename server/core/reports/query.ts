@@ -20,6 +20,8 @@ export interface GoalDefinition {
 export interface ReportSite {
   id: string;
   timezone: string;
+  /** False when the site's rollup policy turns rollups off. */
+  rollups?: boolean;
 }
 
 /** A half-open range of instants plus the local dates it came from (when it came from dates). */
