@@ -35,6 +35,14 @@ import { sqlPool } from "./db/orm.js";
 import type { IngestProducer } from "../workers/producer.js";
 import { HealthService, HealthState } from "./services/health.js";
 import { ManagementServiceImpl } from "./services/management.js";
+import { MetricQueries } from "./services/metric-queries.js";
+import { defaultImportRoot } from "./core/metrics/bulk.js";
+import { CardinalityDiagnostics, SeriesRegistry } from "./core/metrics/cardinality.js";
+import { MetricCatalog } from "./core/metrics/catalog.js";
+import { MetricIntake } from "./core/metrics/intake.js";
+import type { AcceptedMetricPoint } from "./core/metrics/points.js";
+import { MetricQueryEngine } from "./core/metrics/queries.js";
+import { createMetricProducer, type MetricProducer } from "../workers/producer.js";
 
 export interface AppDeps {
   config: BeaconConfig;
@@ -47,6 +55,8 @@ export interface AppDeps {
   /** Visitor hashing, keyed by the instance secret. */
   hasher: VisitorHasher;
   health?: HealthState;
+  /** Where accepted metric points and bulk ingestions go; built on `redis` when not given. */
+  metricProducer?: MetricProducer;
 }
 
 export interface App {
@@ -71,14 +81,32 @@ export function build(deps: AppDeps): App {
   const realtime = new RealtimeState(redis, config.redisPrefix);
   const buffer = new IngestBuffer((hits) => deps.producer.write(hits));
   const acceptor = new Acceptor({ redis, prefix: config.redisPrefix, buffer, rateLimiter: new RateLimiter(redis, config.redisPrefix), hasher: deps.hasher, usage });
+  const metricProducer = deps.metricProducer ?? createMetricProducer(redis, config.redisPrefix);
+  const metricBuffer = new IngestBuffer<AcceptedMetricPoint>((points) => metricProducer.writePoints(points), { maxEvents: 1000, maxWaitMs: 4 });
+  const metricCatalog = new MetricCatalog(orm);
+  const metricIntake = new MetricIntake({
+    catalog: metricCatalog,
+    registry: new SeriesRegistry(() => sqlPool(orm)),
+    diagnostics: new CardinalityDiagnostics(redis, config.redisPrefix),
+    redis,
+    prefix: config.redisPrefix,
+    write: (points) => metricBuffer.add(points),
+  });
+  const metricQueries = new MetricQueries({ orm, engine: new MetricQueryEngine({ pool: () => sqlPool(orm), catalog: metricCatalog }) });
 
   const routes = (router: ConnectRouter) => {
     router.service(Health, new HealthService(health));
     router.service(ManagementService, new ManagementServiceImpl({ orm, usage, onKeyRevoked: () => principals.invalidate() }));
-    router.service(TrackingService, new TrackingServiceImpl({ orm, sites, acceptor, maxBatchEvents: config.maxBatchEvents }));
+    router.service(TrackingService, new TrackingServiceImpl({
+      orm,
+      sites,
+      acceptor,
+      maxBatchEvents: config.maxBatchEvents,
+      metrics: { intake: metricIntake, bulk: metricProducer, importRoots: [defaultImportRoot(config.dataDir)] },
+    }));
     // Services whose RPCs later issues implement are registered so they are discoverable and
     // authenticated; their unimplemented RPCs answer Unimplemented.
-    router.service(ReportingService, new ReportingServiceImpl({ orm, engine, realtime, ingestLagSeconds: () => deps.producer.lagSeconds() }));
+    router.service(ReportingService, new ReportingServiceImpl({ orm, engine, realtime, ingestLagSeconds: () => deps.producer.lagSeconds(), metricQueries }));
     router.service(StreamingService, {});
     router.service(ExportService, {});
   };
@@ -124,6 +152,8 @@ export function build(deps: AppDeps): App {
     },
     async close() {
       await buffer.close();
+      await metricBuffer.close();
+      if (!deps.metricProducer) await metricProducer.close();
     },
   };
 }

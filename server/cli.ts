@@ -7,12 +7,13 @@
 // BEACON_DATA_DIR. A running server owns the embedded cluster (on a port chosen at its start) and
 // advertises it in `<dataDir>/postgres.json`; the CLI joins it, and starts the cluster itself for
 // the duration of the command only when no server runs.
+//
+// bin/beacon.js is the entry point (`npx beacon`, `npm run beacon -- …`); it calls runCli.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
 import type { MikroORM } from "@mikro-orm/postgresql";
 import { SiteSchema } from "../gen/beacon/v1/site_pb.js";
 import { type BeaconConfig, ConfigError, loadConfig } from "./config.js";
-import { BeaconError } from "./core/errors.js";
 import { bootstrap } from "./core/management/bootstrap.js";
 import { createApiKey } from "./core/management/keys.js";
 import { createSite } from "./core/management/sites.js";
@@ -58,85 +59,95 @@ class UsageError extends Error {
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-const COMMANDS: Record<string, { options: Options; run: (db: CliDatabase, values: Record<string, unknown>, io: CliIo) => Promise<void> }> = {
-  "sites create": {
-    options: {
-      domain: { type: "string" },
-      name: { type: "string" },
-      timezone: { type: "string" },
-      currency: { type: "string" },
-      industry: { type: "string" },
-    },
-    async run(db, values, io) {
-      if (typeof values.domain !== "string") throw new UsageError("sites create needs --domain, e.g. --domain example.com");
-      const site = await createSite(db.orm.em.fork(), await cliPrincipal(db.orm, io), {
-        domain: values.domain,
-        name: (values.name as string | undefined) ?? "",
-        timezone: (values.timezone as string | undefined) ?? "",
-        currency: (values.currency as string | undefined) ?? "",
-        industry: (values.industry as string | undefined) ?? "",
-        settings: {},
-      });
-      // The same shape the API returns, with the proto's field names.
-      const json = toJson(SiteSchema, siteToProto(site), { useProtoFieldName: true, alwaysEmitImplicit: true });
-      io.out(JSON.stringify(json, null, 2));
-    },
+interface Command<Args> {
+  options: Options;
+  /** Checks the command line before anything is opened; throws UsageError. */
+  parse(values: Values): Args;
+  run(db: CliDatabase, args: Args, io: CliIo): Promise<void>;
+}
+
+const text = (value: Values[string]) => (typeof value === "string" ? value : undefined);
+
+const sitesCreate: Command<{ domain: string; name: string; timezone: string; currency: string; industry: string }> = {
+  options: {
+    domain: { type: "string" },
+    name: { type: "string" },
+    timezone: { type: "string" },
+    currency: { type: "string" },
+    industry: { type: "string" },
   },
-  "keys create": {
-    options: {
-      role: { type: "string" },
-      site: { type: "string", multiple: true },
-      name: { type: "string" },
-    },
-    async run(db, values, io) {
-      const role = values.role as string | undefined;
-      if (role === undefined) throw new UsageError("keys create needs --role admin, analyst or viewer");
-      if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be admin, analyst or viewer, got "${role}"`);
-      const principal = await cliPrincipal(db.orm, io);
-      const { secret } = await createApiKey(db.orm.em.fork(), principal, principal.organisationId, {
-        displayName: (values.name as string | undefined) ?? `${role} key (created with the CLI)`,
-        role: role as RoleName,
-        siteIds: (values.site as string[] | undefined) ?? [],
-      });
-      io.out(secret);
-    },
+  parse(values) {
+    const domain = text(values.domain);
+    if (domain === undefined) throw new UsageError("sites create needs --domain, e.g. --domain example.com");
+    // Empty strings take the same defaults as an API call without the field.
+    return { domain, name: text(values.name) ?? "", timezone: text(values.timezone) ?? "", currency: text(values.currency) ?? "", industry: text(values.industry) ?? "" };
   },
-  migrate: {
-    options: {},
-    async run(db, _values, io) {
-      io.out(db.migrationsApplied.length > 0 ? `applied ${db.migrationsApplied.join(", ")}` : "the database is up to date");
-    },
+  async run(db, args, io) {
+    const site = await createSite(db.orm.em.fork(), await cliPrincipal(db.orm, io), { ...args, settings: {} });
+    // The same shape the API returns, with the proto's field names.
+    const json = toJson(SiteSchema, siteToProto(site), { useProtoFieldName: true, alwaysEmitImplicit: true });
+    io.out(JSON.stringify(json, null, 2));
   },
+};
+
+const keysCreate: Command<{ role: RoleName; siteIds: string[]; name: string | undefined }> = {
+  options: {
+    role: { type: "string" },
+    site: { type: "string", multiple: true },
+    name: { type: "string" },
+  },
+  parse(values) {
+    const role = text(values.role);
+    if (role === undefined) throw new UsageError("keys create needs --role admin, analyst or viewer");
+    if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be admin, analyst or viewer, got "${role}"`);
+    return { role: role as RoleName, siteIds: (values.site as string[] | undefined) ?? [], name: text(values.name) };
+  },
+  async run(db, args, io) {
+    const principal = await cliPrincipal(db.orm, io);
+    const { secret } = await createApiKey(db.orm.em.fork(), principal, principal.organisationId, {
+      displayName: args.name ?? `${args.role} key (created with the CLI)`,
+      role: args.role,
+      siteIds: args.siteIds,
+    });
+    io.out(secret);
+  },
+};
+
+const migrateCommand: Command<Record<string, never>> = {
+  options: {},
+  parse: () => ({}),
+  async run(db, _args, io) {
+    // Opening the database applied them.
+    io.out(db.migrationsApplied.length > 0 ? `applied ${db.migrationsApplied.join(", ")}` : "the database is up to date");
+  },
+};
+
+const COMMANDS: Record<string, Command<any>> = {
+  "sites create": sitesCreate,
+  "keys create": keysCreate,
+  migrate: migrateCommand,
 };
 
 /** Runs one command line (without `node` and the script) and returns the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
-  let command: (typeof COMMANDS)[string];
-  let values: Record<string, unknown>;
+  if (argv.length === 0 || argv.includes("--help") || argv.includes("-h") || argv[0] === "help") {
+    io.out(USAGE);
+    return 0;
+  }
+  let command: Command<unknown>;
+  let args: unknown;
   try {
     const words = argv.slice(0, 2).filter((arg) => !arg.startsWith("-"));
-    if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
-      io.out(USAGE);
-      return 0;
-    }
-    const name = COMMANDS[words[0]] ? words[0] : `${words[0] ?? ""} ${words[1] ?? ""}`.trim();
-    if (!COMMANDS[name]) throw new UsageError(`unknown command "${words.join(" ") || argv[0]}"; run beacon --help for the list`);
+    const name = COMMANDS[words[0]] ? words[0] : words.join(" ");
     command = COMMANDS[name];
-    const parsed = parseArgs({
-      args: argv.slice(name.split(" ").length),
-      options: { ...command.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: false,
-      strict: true,
-    });
-    if (parsed.values.help) {
-      io.out(USAGE);
-      return 0;
-    }
-    values = parsed.values;
+    if (!command) throw new UsageError(`unknown command "${words.join(" ") || argv[0]}"; run beacon --help for the list`);
+    const { values } = parseArgs({ args: argv.slice(name.split(" ").length), options: command.options, allowPositionals: false, strict: true });
+    args = command.parse(values);
   } catch (err) {
     // parseArgs's own errors (unknown option, missing value) are usage errors too.
-    io.err(`beacon: ${firstLine(err)}`);
+    io.err(`beacon: ${describe(err)}`);
     return 2;
   }
 
@@ -155,15 +166,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
   let db: CliDatabase | undefined;
   try {
     db = await openCliDatabase(config, logger);
-    await command.run(db, values, io);
+    await command.run(db, args, io);
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(`beacon: ${err.message}`);
-      return 2;
-    }
     // Domain errors name the field at fault; anything else is reported by its first line.
-    io.err(`beacon: ${err instanceof BeaconError ? err.message : firstLine(err)}`);
+    io.err(`beacon: ${describe(err)}`);
     logger.debug("command failed", { err });
     return 1;
   } finally {
@@ -220,10 +227,11 @@ async function cliPrincipal(orm: MikroORM, io: CliIo): Promise<Principal> {
   return { keyId: "", organisationId: first.organisation.id, role: "admin", siteIds: [], actor: "cli" };
 }
 
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
-}
-
-if (process.argv[1]?.endsWith("server/cli.ts")) {
-  process.exit(await runCli(process.argv.slice(2)));
+/** One line about an error; driver errors (a refused connection) may have no message, only a code. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const line = err.message.split("\n")[0];
+  if (line) return line;
+  const inner = err instanceof AggregateError ? (err.errors[0] as NodeJS.ErrnoException | undefined) : undefined;
+  return inner?.message || (err as NodeJS.ErrnoException).code || err.name;
 }

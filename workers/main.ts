@@ -10,9 +10,16 @@ import { SiteDirectory } from "../server/core/ingest/sites.js";
 import type { StoredEvent } from "../server/db/events-store.js";
 import { createIngestProcessor } from "./processors/ingest.js";
 import { createMaintenanceProcessor } from "./processors/maintenance.js";
+import { createMetricBulkProcessor } from "./processors/metric-bulk.js";
+import { createMetricMaintenanceProcessor } from "./processors/metric-maintenance.js";
+import { createMetricPointsProcessor } from "./processors/metric-points.js";
+import { CardinalityDiagnostics, SeriesRegistry } from "../server/core/metrics/cardinality.js";
+import { MetricCatalog } from "../server/core/metrics/catalog.js";
+import { MetricIntake } from "../server/core/metrics/intake.js";
+import { sqlPool } from "../server/db/orm.js";
 import { createRollupProcessor } from "./processors/rollup.js";
 import { RealtimeState } from "../server/core/realtime.js";
-import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, QUEUES } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -84,6 +91,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),
     new Worker(QUEUES.rollups, createRollupProcessor(deps.orm, logger), { connection: deps.connection(), prefix, concurrency: 1 }),
   ];
+  const metricWorkers = await startMetricWorkers(deps);
   for (const worker of workers) {
     worker.on("failed", (job, err) => logger.warn("job failed", { queue: worker.name, job: job?.name, id: job?.id, attempt: job?.attemptsMade, err: err.message }));
     worker.on("error", (err) => logger.error("worker error", { queue: worker.name, err: err.message }));
@@ -93,8 +101,71 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   return {
     async close() {
       await Promise.all(workers.map((worker) => worker.close()));
+      await metricWorkers.close();
       await maintenanceQueue.close();
       await rollupQueue.close();
+    },
+  };
+}
+
+/**
+ * The metric workers: point batches, NDJSON bulk ingestions, and the rollup and retention
+ * schedules (002 §4). Closed with the others.
+ */
+async function startMetricWorkers(deps: WorkerDeps): Promise<Workers> {
+  const { logger, prefix, orm } = deps;
+  const queue = new Queue<MetricMaintenanceJob>(QUEUES.metricMaintenance, { connection: deps.connection(), prefix });
+  await queue.upsertJobScheduler(
+    JOB_NAMES.metricRollup,
+    { every: 60_000 },
+    { name: JOB_NAMES.metricRollup, data: { kind: "metric-rollup", maxHours: 5000 }, opts: { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } } },
+  );
+  await queue.upsertJobScheduler(
+    JOB_NAMES.metricRetention,
+    { every: 6 * 3600_000 },
+    { name: JOB_NAMES.metricRetention, data: { kind: "metric-retention" }, opts: DEFAULT_JOB_OPTIONS },
+  );
+  const redis = deps.connection();
+  const sites = new SiteDirectory(orm);
+  const intake = new MetricIntake({
+    catalog: new MetricCatalog(orm),
+    registry: new SeriesRegistry(() => sqlPool(orm)),
+    diagnostics: new CardinalityDiagnostics(redis, prefix),
+    redis,
+    prefix,
+  });
+  const workers = [
+    new Worker<MetricPointsJob>(QUEUES.metricPoints, createMetricPointsProcessor({ orm, logger }), {
+      connection: deps.connection(),
+      prefix,
+      concurrency: deps.ingestConcurrency ?? 4,
+      lockDuration: deps.lockMs ?? 30_000,
+      stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
+      settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
+    }),
+    new Worker<MetricBulkJob>(
+      QUEUES.metricBulk,
+      createMetricBulkProcessor({
+        orm,
+        intake,
+        logger,
+        site: async (siteId) => {
+          const site = await sites.byId(siteId);
+          return site && { id: site.id, organisationId: site.organisationId, autoDefineMetrics: site.settings.autoDefineMetrics };
+        },
+      }),
+      { connection: deps.connection(), prefix, concurrency: 1 },
+    ),
+    new Worker<MetricMaintenanceJob>(QUEUES.metricMaintenance, createMetricMaintenanceProcessor(orm), { connection: deps.connection(), prefix, concurrency: 1 }),
+  ];
+  for (const worker of workers) {
+    worker.on("failed", (job, err) => logger.warn("job failed", { queue: worker.name, job: job?.name, id: job?.id, attempt: job?.attemptsMade, err: err.message }));
+    worker.on("error", (err) => logger.error("worker error", { queue: worker.name, err: err.message }));
+  }
+  return {
+    async close() {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await queue.close();
     },
   };
 }

@@ -4,7 +4,7 @@
 // day without a partition fails loudly instead (see `isMissingPartitionError`).
 
 /** The partitioned tables; anything else is refused before it reaches SQL. */
-export const PARTITIONED_TABLES = ["events", "sessions"] as const;
+export const PARTITIONED_TABLES = ["events", "sessions", "metric_points"] as const;
 export type PartitionedTable = (typeof PARTITIONED_TABLES)[number];
 
 /** The part of pg's `Pool`/`PoolClient`/`Client` these helpers use. */

@@ -86,8 +86,10 @@ async function deadLetter(pool: Pool, hits: RawHit[], reason: string, attempts: 
     const { ip: _ip, ...payload } = hit;
     await pool.query(
       // The id is derived from the event, so a retried batch does not dead-letter an event twice.
-      "insert into dead_letters (site_id, id, reason, payload, attempts, created_at) values ($1, md5($1 || '/' || $5)::uuid, $2, $3::jsonb, $4, now()) on conflict (id) do nothing",
-      [hit.siteId, reason.slice(0, 2000), JSON.stringify(payload), attempts, hit.eventId],
+      // The site id goes in twice: once as the uuid column, once as text for the hash (one
+      // parameter cannot be both).
+      "insert into dead_letters (site_id, id, reason, payload, attempts, created_at) values ($1::uuid, md5($6::text || '/' || $5::text)::uuid, $2, $3::jsonb, $4, now()) on conflict (id) do nothing",
+      [hit.siteId, reason.slice(0, 2000), JSON.stringify(payload), attempts, hit.eventId, hit.siteId],
     );
   }
   return hits.length;

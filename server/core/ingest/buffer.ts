@@ -16,17 +16,18 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-export class IngestBuffer {
-  private hits: RawHit[] = [];
+/** Buffers accepted items of type T (RawHit for events, accepted metric points for metrics). */
+export class IngestBuffer<T = RawHit> {
+  private hits: T[] = [];
   private waiters: Waiter[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
 
-  constructor(private readonly write: (hits: RawHit[]) => Promise<void>, private readonly options: IngestBufferOptions = { maxEvents: 500, maxWaitMs: 4 }) {}
+  constructor(private readonly write: (hits: T[]) => Promise<void>, private readonly options: IngestBufferOptions = { maxEvents: 500, maxWaitMs: 4 }) {}
 
   /** Resolves once `hits` are written; rejects if the write failed (the caller must not acknowledge). */
-  add(hits: RawHit[]): Promise<void> {
+  add(hits: T[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error("ingestion is shutting down"));
     if (hits.length === 0) return Promise.resolve();
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));

@@ -25,7 +25,8 @@ while i <= #ARGV do
   local keyToday, keyYesterday = ARGV[i], ARGV[i + 1]
   local ts, timeout, newId = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
   local key = keyToday
-  local s = redis.call('HMGET', keyToday, 'id', 'start', 'last')
+  local today = redis.call('HMGET', keyToday, 'id', 'start', 'last')
+  local s = today
   if not s[1] and keyYesterday ~= '' then
     s = redis.call('HMGET', keyYesterday, 'id', 'start', 'last')
     if s[1] then key = keyYesterday end
@@ -37,7 +38,11 @@ while i <= #ARGV do
   else
     key = keyToday
     id, start = newId, tostring(ts)
-    redis.call('HSET', key, 'id', id, 'start', start, 'last', ts)
+    -- An event older than the visitor's current session (a batch retried late) gets the session
+    -- it got the first time, but must not replace the current one: later events belong to that.
+    if not today[1] or ts > tonumber(today[3]) then
+      redis.call('HSET', key, 'id', id, 'start', start, 'last', ts)
+    end
   end
   redis.call('EXPIRE', key, ttl)
   out[#out + 1] = id

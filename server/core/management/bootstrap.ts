@@ -14,7 +14,7 @@ export interface Bootstrapped {
 export async function bootstrap(em: EntityManager): Promise<Bootstrapped> {
   return em.transactional(async (tx) => {
     // Serialise concurrent first starts (server and worker processes starting together).
-    await tx.getConnection().execute("select pg_advisory_xact_lock(6265636)");
+    await tx.execute("select pg_advisory_xact_lock(6265636)");
     const [existing] = await tx.findAll(Organisation, { orderBy: { createdAt: "asc" }, limit: 1 });
     if (existing) return { organisation: existing };
     const organisation = tx.create(Organisation, { name: "Default organisation" });
