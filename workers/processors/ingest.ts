@@ -80,6 +80,14 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
   };
 }
 
+// What jsonb refuses in a string: NUL, and a surrogate without its pair. An event is often
+// dead-lettered for holding one of them, so its dead letter must not fail the same way.
+const NOT_IN_JSONB = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function storableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "string" ? v.replace(NOT_IN_JSONB, "\uFFFD") : v));
+}
+
 /** Keeps events that can never be stored, without the IP, with their reason. */
 async function deadLetter(pool: Pool, hits: RawHit[], reason: string, attempts: number): Promise<number> {
   for (const hit of hits) {
@@ -89,7 +97,7 @@ async function deadLetter(pool: Pool, hits: RawHit[], reason: string, attempts: 
       // The site id goes in twice: once as the uuid column, once as text for the hash (one
       // parameter cannot be both).
       "insert into dead_letters (site_id, id, reason, payload, attempts, created_at) values ($1::uuid, md5($6::text || '/' || $5::text)::uuid, $2, $3::jsonb, $4, now()) on conflict (id) do nothing",
-      [hit.siteId, reason.slice(0, 2000), JSON.stringify(payload), attempts, hit.eventId, hit.siteId],
+      [hit.siteId, reason.replace(NOT_IN_JSONB, "\uFFFD").slice(0, 2000), storableJson(payload), attempts, hit.eventId, hit.siteId],
     );
   }
   return hits.length;

@@ -102,6 +102,12 @@ export class SiteDirectory {
         return site;
       },
       (err: unknown) => {
+        // Postgres is away (a restart, a failover): keep answering with the site as last known,
+        // so accepting events, which needs only Redis, goes on; ask again shortly.
+        if (entry?.site) {
+          this.byKey.set(key, { site: entry.site, expires: this.now() + MISS_TTL_MS });
+          return entry.site;
+        }
         this.byKey.delete(key);
         throw err;
       },

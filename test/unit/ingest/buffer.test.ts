@@ -1,0 +1,96 @@
+// IngestBuffer: concurrent requests share one queue write, and no request is answered before the
+// write carrying its events has succeeded.
+import { describe, expect, it } from "vitest";
+import { IngestBuffer } from "../../../server/core/ingest/buffer.js";
+import type { RawHit } from "../../../server/core/ingest/hit.js";
+
+function hit(eventId: string): RawHit {
+  return {
+    siteId: "00000000-0000-4000-8000-000000000001",
+    eventId,
+    ts: 1_700_000_000_000,
+    name: "pageview",
+    url: "https://example.com/",
+    referrer: "",
+    title: "",
+    ip: "203.0.113.1",
+    userAgent: "Mozilla/5.0",
+    clientId: "",
+    userId: "",
+    screen: "",
+    language: "",
+    props: {},
+    revenue: null,
+    currency: "",
+    receivedAt: 1_700_000_000_000,
+  };
+}
+
+/** A queue write that records its batches and finishes when the test says. */
+function controlledWrite() {
+  const batches: string[][] = [];
+  const pending: { resolve(): void; reject(err: Error): void }[] = [];
+  const write = (hits: RawHit[]) => {
+    batches.push(hits.map((h) => h.eventId));
+    return new Promise<void>((resolve, reject) => pending.push({ resolve, reject }));
+  };
+  return { write, batches, pending };
+}
+
+/** Whether `promise` has settled, after letting every queued callback run. */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  await new Promise((wake) => setImmediate(wake));
+  return done;
+}
+
+describe("IngestBuffer", () => {
+  it("writes the events of concurrent requests in one batch, and answers each only after that write", async () => {
+    const { write, batches, pending } = controlledWrite();
+    const buffer = new IngestBuffer(write, { maxEvents: 100, maxWaitMs: 1 });
+    const first = buffer.add([hit("a"), hit("b")]);
+    const second = buffer.add([hit("c")]);
+    await new Promise((wake) => setTimeout(wake, 20));
+    expect(batches).toEqual([["a", "b", "c"]]);
+    expect(await settled(first)).toBe(false);
+    pending[0].resolve();
+    await expect(first).resolves.toBeUndefined();
+    await expect(second).resolves.toBeUndefined();
+  });
+
+  it("writes as soon as maxEvents are waiting, without waiting for the window", async () => {
+    const { write, batches, pending } = controlledWrite();
+    const buffer = new IngestBuffer(write, { maxEvents: 3, maxWaitMs: 60_000 });
+    const first = buffer.add([hit("a"), hit("b")]);
+    expect(batches).toEqual([]);
+    const second = buffer.add([hit("c")]);
+    expect(batches).toEqual([["a", "b", "c"]]);
+    pending[0].resolve();
+    await Promise.all([first, second]);
+  });
+
+  it("fails every request of a failed write, so none is acknowledged, and starts afresh", async () => {
+    const { write, batches, pending } = controlledWrite();
+    const buffer = new IngestBuffer(write, { maxEvents: 2, maxWaitMs: 60_000 });
+    const first = buffer.add([hit("a")]);
+    const second = buffer.add([hit("b")]);
+    pending[0].reject(new Error("Redis is away"));
+    await expect(first).rejects.toThrow("Redis is away");
+    await expect(second).rejects.toThrow("Redis is away");
+    const third = buffer.add([hit("c"), hit("d")]);
+    expect(batches).toEqual([["a", "b"], ["c", "d"]]);
+    pending[1].resolve();
+    await expect(third).resolves.toBeUndefined();
+  });
+
+  it("writes what is waiting on close and refuses events after it", async () => {
+    const batches: string[][] = [];
+    const buffer = new IngestBuffer(async (hits) => void batches.push(hits.map((h) => h.eventId)), { maxEvents: 100, maxWaitMs: 60_000 });
+    const waiting = buffer.add([hit("a")]);
+    await buffer.close();
+    await expect(waiting).resolves.toBeUndefined();
+    expect(batches).toEqual([["a"]]);
+    await expect(buffer.add([hit("b")])).rejects.toThrow(/shutting down/);
+  });
+});
