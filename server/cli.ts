@@ -10,18 +10,13 @@
 //
 // bin/beacon.js is the entry point (`npx beacon`, `npm run beacon -- …`); it calls runCli.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { toJson } from "@bufbuild/protobuf";
 import type { MikroORM } from "@mikro-orm/postgresql";
-import { SiteSchema } from "../gen/beacon/v1/site_pb.js";
 import { type BeaconConfig, ConfigError, loadConfig } from "./config.js";
-import { bootstrap } from "./core/management/bootstrap.js";
-import { createApiKey } from "./core/management/keys.js";
-import { createSite } from "./core/management/sites.js";
 import type { Principal, RoleName } from "./core/roles.js";
-import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.js";
-import { closeOrm, createOrm, migrate } from "./db/orm.js";
 import { createLogger, type Logger } from "./logger.js";
-import { siteToProto } from "./services/mappers.js";
+
+// The ORM, the core and the generated code take a second or two to load, so they are imported
+// only once the command line has been checked: `--help` and usage errors answer at once.
 
 export interface CliIo {
   /** The command's result: a key, a site's JSON. Scripts read it, so nothing else goes here. */
@@ -85,6 +80,12 @@ const sitesCreate: Command<{ domain: string; name: string; timezone: string; cur
     return { domain, name: text(values.name) ?? "", timezone: text(values.timezone) ?? "", currency: text(values.currency) ?? "", industry: text(values.industry) ?? "" };
   },
   async run(db, args, io) {
+    const [{ toJson }, { SiteSchema }, { createSite }, { siteToProto }] = await Promise.all([
+      import("@bufbuild/protobuf"),
+      import("../gen/beacon/v1/site_pb.js"),
+      import("./core/management/sites.js"),
+      import("./services/mappers.js"),
+    ]);
     const site = await createSite(db.orm.em.fork(), await cliPrincipal(db.orm, io), { ...args, settings: {} });
     // The same shape the API returns, with the proto's field names.
     const json = toJson(SiteSchema, siteToProto(site), { useProtoFieldName: true, alwaysEmitImplicit: true });
@@ -105,6 +106,7 @@ const keysCreate: Command<{ role: RoleName; siteIds: string[]; name: string | un
     return { role: role as RoleName, siteIds: (values.site as string[] | undefined) ?? [], name: text(values.name) };
   },
   async run(db, args, io) {
+    const { createApiKey } = await import("./core/management/keys.js");
     const principal = await cliPrincipal(db.orm, io);
     const { secret } = await createApiKey(db.orm.em.fork(), principal, principal.organisationId, {
       displayName: args.name ?? `${args.role} key (created with the CLI)`,
@@ -185,6 +187,10 @@ interface CliDatabase {
 }
 
 async function openCliDatabase(config: BeaconConfig, logger: Logger): Promise<CliDatabase> {
+  const [{ findRunningEmbeddedPostgres, startEmbeddedPostgres }, { closeOrm, createOrm, migrate }] = await Promise.all([
+    import("./db/embedded.js"),
+    import("./db/orm.js"),
+  ]);
   let databaseUrl = config.databaseUrl ?? (await findRunningEmbeddedPostgres(config.dataDir));
   let embedded: { stop(): Promise<void> } | undefined;
   if (!databaseUrl) {
@@ -219,6 +225,7 @@ async function openCliDatabase(config: BeaconConfig, logger: Logger): Promise<Cl
  * does, admin key included (shown here, on stderr, since the server will not show it again).
  */
 async function cliPrincipal(orm: MikroORM, io: CliIo): Promise<Principal> {
+  const { bootstrap } = await import("./core/management/bootstrap.js");
   const first = await bootstrap(orm.em.fork());
   if (first.adminKey) {
     io.err("Beacon created an organisation and an admin API key. The key is shown only this once:");

@@ -12,6 +12,7 @@ import { type HttpListener, listen } from "./http/listen.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectRedis } from "./redis.js";
 import { startWorkers, type Workers } from "../workers/main.js";
+import { buildSubscriptionQueryRunner } from "./services/subscription-queries.js";
 
 export interface Running {
   port: number;
@@ -78,7 +79,9 @@ export async function start(config: BeaconConfig, logger: Logger, out: (line: st
       out(`Beacon is running at http://${shown}:${listener.port}`);
     }
     if (config.role !== "server") {
-      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath, ingestConcurrency: config.ingestConcurrency, lockMs: config.workerLockMs });
+      // Subscriptions run their queries through the ReportingService, which workers may not import.
+      const subscriptionQueries = buildSubscriptionQueryRunner({ orm, redis, config, ingestLagSeconds: () => producer.lagSeconds() });
+      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath, ingestConcurrency: config.ingestConcurrency, lockMs: config.workerLockMs, subscriptionQueries });
     }
   } catch (err) {
     await listener?.close(0);
@@ -120,15 +123,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ level: config.logLevel });
-  let running: Running;
-  try {
-    running = await start(config, logger);
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`beacon: ${message.split("\n")[0]}\n`);
-    logger.debug("start failed", { err: err instanceof Error ? err.stack : String(err) });
-    process.exit(1);
-  }
+  // Signals are handled from the first moment: a SIGTERM while Beacon is still starting (the port
+  // may already answer while workers start) waits for the start to finish, then stops gracefully.
+  const starting = start(config, logger);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -142,19 +139,29 @@ async function main(): Promise<void> {
       logger.error("shutdown took too long; exiting");
       process.exit(1);
     }, config.shutdownTimeoutMs + 1500).unref();
-    running.stop().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error("shutdown failed", { err: String(err) });
-        process.exit(1);
-      },
-    );
+    starting
+      .then((running) => running.stop())
+      .then(
+        () => {
+          logger.info("stopped");
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error("shutdown failed", { err: String(err) });
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  try {
+    await starting;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`beacon: ${message.split("\n")[0]}\n`);
+    logger.debug("start failed", { err: err instanceof Error ? err.stack : String(err) });
+    process.exit(1);
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("server/main.ts")) {
