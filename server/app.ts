@@ -43,6 +43,11 @@ import { MetricIntake } from "./core/metrics/intake.js";
 import type { AcceptedMetricPoint } from "./core/metrics/points.js";
 import { MetricQueryEngine } from "./core/metrics/queries.js";
 import { createMetricProducer, type MetricProducer } from "../workers/producer.js";
+import { StreamHub } from "./core/streams/hub.js";
+import { StreamLeases } from "./core/streams/leases.js";
+import { SharedSnapshots } from "./core/streams/realtime-watch.js";
+import { StreamingServiceImpl } from "./services/streaming.js";
+import { createSubscriptionQueryRunner } from "./services/subscription-queries.js";
 
 export interface AppDeps {
   config: BeaconConfig;
@@ -93,6 +98,12 @@ export function build(deps: AppDeps): App {
     write: (points) => metricBuffer.add(points),
   });
   const metricQueries = new MetricQueries({ orm, engine: new MetricQueryEngine({ pool: () => sqlPool(orm), catalog: metricCatalog }) });
+  const reporting = new ReportingServiceImpl({ orm, engine, realtime, ingestLagSeconds: () => deps.producer.lagSeconds(), metricQueries });
+  // Live streams: one pub/sub connection for the process (opened with the first stream), and a
+  // signal that ends every open stream when the server shuts down.
+  const streamsShutdown = new AbortController();
+  const hub = new StreamHub({ connect: () => redis.duplicate(), prefix: config.redisPrefix, logger });
+  const leases = new StreamLeases(redis, config.redisPrefix);
 
   const routes = (router: ConnectRouter) => {
     router.service(Health, new HealthService(health));
@@ -104,10 +115,17 @@ export function build(deps: AppDeps): App {
       maxBatchEvents: config.maxBatchEvents,
       metrics: { intake: metricIntake, bulk: metricProducer, importRoots: [defaultImportRoot(config.dataDir)] },
     }));
+    router.service(ReportingService, reporting);
+    router.service(StreamingService, new StreamingServiceImpl({
+      orm,
+      hub,
+      snapshots: new SharedSnapshots(realtime),
+      leases,
+      shutdown: streamsShutdown.signal,
+      queries: createSubscriptionQueryRunner(reporting),
+    }));
     // Services whose RPCs later issues implement are registered so they are discoverable and
     // authenticated; their unimplemented RPCs answer Unimplemented.
-    router.service(ReportingService, new ReportingServiceImpl({ orm, engine, realtime, ingestLagSeconds: () => deps.producer.lagSeconds(), metricQueries }));
-    router.service(StreamingService, {});
     router.service(ExportService, {});
   };
 
@@ -149,8 +167,11 @@ export function build(deps: AppDeps): App {
     health,
     shutdown() {
       health.shutdown();
+      streamsShutdown.abort();
     },
     async close() {
+      leases.close();
+      await hub.close();
       await buffer.close();
       await metricBuffer.close();
       if (!deps.metricProducer) await metricProducer.close();

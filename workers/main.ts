@@ -19,6 +19,10 @@ import { MetricIntake } from "../server/core/metrics/intake.js";
 import { sqlPool } from "../server/db/orm.js";
 import { createRollupProcessor } from "./processors/rollup.js";
 import { RealtimeState } from "../server/core/realtime.js";
+import { LiveEventPublisher } from "../server/core/streams/live-events.js";
+import type { SubscriptionQueryRunner } from "../server/core/streams/subscriptions.js";
+import { createSubscriptionDeliveryProcessor, createSubscriptionTickProcessor } from "./processors/subscriptions.js";
+import type { SubscriptionDeliveryJob, SubscriptionTickJob } from "./queues.js";
 import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
@@ -35,6 +39,11 @@ export interface WorkerDeps {
   /** A dead worker's batch is retried by another after this long. */
   lockMs?: number;
   onStored?: (events: StoredEvent[]) => Promise<void>;
+  /**
+   * Runs subscriptions' queries as the ReportingService does (built by the server side, which
+   * workers may not import). Without it, this process delivers no subscriptions.
+   */
+  subscriptionQueries?: SubscriptionQueryRunner;
 }
 
 export interface Workers {
@@ -58,6 +67,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
 
   const geo = await createGeoLookup({ cityDbPath: deps.geoCityDbPath });
   const realtime = new RealtimeState(deps.connection(), prefix);
+  const live = new LiveEventPublisher(deps.connection(), prefix);
   const ingest = createIngestProcessor({
     orm: deps.orm,
     redis: deps.connection(),
@@ -68,6 +78,8 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     logger,
     onStored: async (events) => {
       await realtime.record(events);
+      // After the realtime state, so a stream reacting to the message reads figures that include it.
+      await live.publish(events);
       await deps.onStored?.(events);
     },
   });
@@ -85,6 +97,9 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
       prefix,
       concurrency: deps.ingestConcurrency ?? 4,
       lockDuration: deps.lockMs ?? 30_000,
+      // A batch whose worker died is taken over by another; only a batch that kills workers
+      // repeatedly (five times) is given up on as failed.
+      maxStalledCount: 5,
       stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
       settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
     }),
@@ -92,6 +107,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     new Worker(QUEUES.rollups, createRollupProcessor(deps.orm, logger), { connection: deps.connection(), prefix, concurrency: 1 }),
   ];
   const metricWorkers = await startMetricWorkers(deps);
+  const subscriptionWorkers = await startSubscriptionWorkers(deps);
   for (const worker of workers) {
     worker.on("failed", (job, err) => logger.warn("job failed", { queue: worker.name, job: job?.name, id: job?.id, attempt: job?.attemptsMade, err: err.message }));
     worker.on("error", (err) => logger.error("worker error", { queue: worker.name, err: err.message }));
@@ -102,6 +118,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     async close() {
       await Promise.all(workers.map((worker) => worker.close()));
       await metricWorkers.close();
+      await subscriptionWorkers.close();
       await maintenanceQueue.close();
       await rollupQueue.close();
     },
@@ -166,6 +183,40 @@ async function startMetricWorkers(deps: WorkerDeps): Promise<Workers> {
     async close() {
       await Promise.all(workers.map((worker) => worker.close()));
       await queue.close();
+    },
+  };
+}
+
+/** Subscription ticks and deliveries (002 §10), when this process can run their queries. */
+async function startSubscriptionWorkers(deps: WorkerDeps): Promise<Workers> {
+  const { logger, prefix, orm } = deps;
+  const queries = deps.subscriptionQueries;
+  if (!queries) return { close: async () => {} };
+  const ticks = new Queue<SubscriptionTickJob>(QUEUES.subscriptions, { connection: deps.connection(), prefix });
+  await ticks.upsertJobScheduler(
+    JOB_NAMES.subscriptionTick,
+    { every: 1000 },
+    { name: JOB_NAMES.subscriptionTick, data: {}, opts: { removeOnComplete: true, removeOnFail: { age: 3600 } } },
+  );
+  const deliveries = new Queue<SubscriptionDeliveryJob>(QUEUES.subscriptionDeliveries, { connection: deps.connection(), prefix });
+  const workers = [
+    new Worker<SubscriptionTickJob>(QUEUES.subscriptions, createSubscriptionTickProcessor({ orm, deliveries }), { connection: deps.connection(), prefix, concurrency: 1 }),
+    // Deliveries wait on other people's endpoints (up to the timeout each), so several run at once.
+    new Worker<SubscriptionDeliveryJob>(
+      QUEUES.subscriptionDeliveries,
+      createSubscriptionDeliveryProcessor({ orm, queries, logger, timeoutMs: 10_000, keepDeliveries: 500 }),
+      { connection: deps.connection(), prefix, concurrency: 8 },
+    ),
+  ];
+  for (const worker of workers) {
+    worker.on("failed", (job, err) => logger.debug("job failed", { queue: worker.name, job: job?.name, id: job?.id, attempt: job?.attemptsMade, err: err.message }));
+    worker.on("error", (err) => logger.error("worker error", { queue: worker.name, err: err.message }));
+  }
+  return {
+    async close() {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await ticks.close();
+      await deliveries.close();
     },
   };
 }

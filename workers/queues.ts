@@ -21,6 +21,10 @@ export const QUEUES = {
   metricBulk: "metric-bulk",
   /** Metric rollups and retention. */
   metricMaintenance: "metric-maintenance",
+  /** The subscriptions tick: claims the subscriptions due for evaluation. */
+  subscriptions: "subscriptions",
+  /** One job per due subscription: evaluate its query and deliver a changed result. */
+  subscriptionDeliveries: "subscription-deliveries",
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -49,6 +53,13 @@ export type MetricMaintenanceJob =
   /** Delete points, rollups and idle series older than each metric's retention. */
   | { kind: "metric-retention" };
 
+/** The tick carries nothing: the subscriptions table says what is due. */
+export type SubscriptionTickJob = Record<string, never>;
+
+export interface SubscriptionDeliveryJob {
+  subscriptionId: string;
+}
+
 export const JOB_NAMES = {
   ingestBatch: "ingest-batch",
   ensurePartitions: "ensure-partitions",
@@ -59,6 +70,8 @@ export const JOB_NAMES = {
   metricBulk: "metric-bulk",
   metricRollup: "metric-rollup",
   metricRetention: "metric-retention",
+  subscriptionTick: "subscription-tick",
+  subscriptionDelivery: "subscription-delivery",
 } as const;
 
 /**
@@ -93,6 +106,26 @@ export const METRIC_BULK_JOB_OPTIONS = {
   backoff: { type: "exponential", delay: 2_000 },
   removeOnComplete: true,
   removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
+
+/**
+ * One delivery job per subscription at a time: a tick that finds the subscription due again while
+ * its delivery is still retrying adds nothing.
+ */
+export function subscriptionDeliveryJobId(subscriptionId: string): string {
+  return `subscription-${subscriptionId}`;
+}
+
+/**
+ * A failed delivery is retried 5 times, 1 s, 2 s, 4 s, 8 s and 16 s apart; then the next tick
+ * that finds the subscription due starts a new one. Every attempt is in the delivery log, so
+ * BullMQ keeps nothing (and the job id is free for the next delivery).
+ */
+export const SUBSCRIPTION_DELIVERY_JOB_OPTIONS = {
+  attempts: 6,
+  backoff: { type: "exponential", delay: 1_000 },
+  removeOnComplete: true,
+  removeOnFail: true,
 } as const;
 
 /** Retry policy shared by producers: exponential backoff, kept failures for inspection. */

@@ -190,6 +190,14 @@ function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresCluster> {
   return embeddedPostgresModule;
 }
 
+/**
+ * Loads the module now, so that signal handlers a process installs afterwards are never taken for
+ * the module's own and removed (main.ts calls this before it installs its handlers).
+ */
+export async function preloadEmbeddedPostgres(): Promise<void> {
+  await loadEmbeddedPostgres();
+}
+
 /** Whether `initdb` has run: PG_VERSION is what Postgres itself checks for a valid data directory. */
 async function isInitialised(clusterDir: string): Promise<boolean> {
   try {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file beacon/v1/subscription.proto.
  */
 export const file_beacon_v1_subscription: GenFile = /*@__PURE__*/
-  fileDesc("ChxiZWFjb24vdjEvc3Vic2NyaXB0aW9uLnByb3RvEgliZWFjb24udjEi7QEKDFN1YnNjcmlwdGlvbhIKCgJpZBgBIAEoCRIPCgdzaXRlX2lkGAIgASgJEhIKCnF1ZXJ5X2pzb24YAyABKAkSKQoIZGVsaXZlcnkYBCABKA4yFy5iZWFjb24udjEuRGVsaXZlcnlLaW5kEhAKCGVuZHBvaW50GAUgASgJEhgKEHRocm90dGxlX3NlY29uZHMYBiABKAUSFgoOc2lnbmluZ19zZWNyZXQYByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGV0YWcYCSABKAkiqQEKCERlbGl2ZXJ5EgoKAmlkGAEgASgJEhcKD3N1YnNjcmlwdGlvbl9pZBgCIAEoCRIwCgxhdHRlbXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXR1c19jb2RlGAQgASgFEg8KB2F0dGVtcHQYBSABKAUSEQoJc3VjY2VlZGVkGAYgASgIEg0KBWVycm9yGAcgASgJKkgKDERlbGl2ZXJ5S2luZBIdChlERUxJVkVSWV9LSU5EX1VOU1BFQ0lGSUVEEAASGQoVREVMSVZFUllfS0lORF9XRUJIT09LEAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChxiZWFjb24vdjEvc3Vic2NyaXB0aW9uLnByb3RvEgliZWFjb24udjEi2wIKDFN1YnNjcmlwdGlvbhIKCgJpZBgBIAEoCRIPCgdzaXRlX2lkGAIgASgJEhIKCnF1ZXJ5X2pzb24YAyABKAkSKQoIZGVsaXZlcnkYBCABKA4yFy5iZWFjb24udjEuRGVsaXZlcnlLaW5kEhAKCGVuZHBvaW50GAUgASgJEhgKEHRocm90dGxlX3NlY29uZHMYBiABKAUSFgoOc2lnbmluZ19zZWNyZXQYByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGV0YWcYCSABKAkSNAoKcXVlcnlfa2luZBgKIAEoDjIgLmJlYWNvbi52MS5TdWJzY3JpcHRpb25RdWVyeUtpbmQSNgoSbGFzdF9kZWxpdmVyeV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK+AQoIRGVsaXZlcnkSCgoCaWQYASABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAIgASgJEjAKDGF0dGVtcHRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc3RhdHVzX2NvZGUYBCABKAUSDwoHYXR0ZW1wdBgFIAEoBRIRCglzdWNjZWVkZWQYBiABKAgSDQoFZXJyb3IYByABKAkSEwoLZHVyYXRpb25fbXMYCCABKAUqSAoMRGVsaXZlcnlLaW5kEh0KGURFTElWRVJZX0tJTkRfVU5TUEVDSUZJRUQQABIZChVERUxJVkVSWV9LSU5EX1dFQkhPT0sQASqVAQoVU3Vic2NyaXB0aW9uUXVlcnlLaW5kEicKI1NVQlNDUklQVElPTl9RVUVSWV9LSU5EX1VOU1BFQ0lGSUVEEAASJgoiU1VCU0NSSVBUSU9OX1FVRVJZX0tJTkRfUlVOX1JFUE9SVBABEisKJ1NVQlNDUklQVElPTl9RVUVSWV9LSU5EX0dFVF9USU1FX1NFUklFUxACYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A query whose result is pushed to an endpoint whenever it changes (002 §10).
@@ -56,14 +56,17 @@ export type Subscription = Message<"beacon.v1.Subscription"> & {
   endpoint: string;
 
   /**
-   * At most one delivery per this many seconds.
+   * At most one delivery per this many seconds (1 to 604,800); the query is evaluated as often.
    *
    * @generated from field: int32 throttle_seconds = 6;
    */
   throttleSeconds: number;
 
   /**
-   * Signing secret for the `Beacon-Signature` header; shown only on create.
+   * Signing secret for the `Beacon-Signature` header, shown only on create. Each delivery is a POST of
+   * JSON `{"subscriptionId", "siteId", "evaluatedAt", "result"}` (`result` is the query's response in
+   * Connect JSON) with
+   * `Beacon-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
    *
    * @generated from field: string signing_secret = 7;
    */
@@ -82,6 +85,20 @@ export type Subscription = Message<"beacon.v1.Subscription"> & {
    * @generated from field: string etag = 9;
    */
   etag: string;
+
+  /**
+   * Which request `query_json` is.
+   *
+   * @generated from field: beacon.v1.SubscriptionQueryKind query_kind = 10;
+   */
+  queryKind: SubscriptionQueryKind;
+
+  /**
+   * When a result was last delivered successfully; unset before the first delivery.
+   *
+   * @generated from field: google.protobuf.Timestamp last_delivery_time = 11;
+   */
+  lastDeliveryTime?: Timestamp | undefined;
 };
 
 /**
@@ -126,7 +143,7 @@ export type Delivery = Message<"beacon.v1.Delivery"> & {
   statusCode: number;
 
   /**
-   * Attempt number, from 1.
+   * Attempt number, from 1; retries of one delivery (after a failure) count up.
    *
    * @generated from field: int32 attempt = 5;
    */
@@ -145,6 +162,13 @@ export type Delivery = Message<"beacon.v1.Delivery"> & {
    * @generated from field: string error = 7;
    */
   error: string;
+
+  /**
+   * How long the endpoint took to answer, in milliseconds.
+   *
+   * @generated from field: int32 duration_ms = 8;
+   */
+  durationMs: number;
 };
 
 /**
@@ -180,4 +204,38 @@ export enum DeliveryKind {
  */
 export const DeliveryKindSchema: GenEnum<DeliveryKind> = /*@__PURE__*/
   enumDesc(file_beacon_v1_subscription, 0);
+
+/**
+ * Which reporting request a subscription's query is.
+ *
+ * @generated from enum beacon.v1.SubscriptionQueryKind
+ */
+export enum SubscriptionQueryKind {
+  /**
+   * Not stated: inferred from `query_json` (a `date_range` makes it RunReport, `start`/`end` GetTimeSeries).
+   *
+   * @generated from enum value: SUBSCRIPTION_QUERY_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A ReportingService.RunReport request; the delivered result is its RunReportResponse.
+   *
+   * @generated from enum value: SUBSCRIPTION_QUERY_KIND_RUN_REPORT = 1;
+   */
+  RUN_REPORT = 1,
+
+  /**
+   * A ReportingService.GetTimeSeries request; the delivered result is its GetTimeSeriesResponse.
+   *
+   * @generated from enum value: SUBSCRIPTION_QUERY_KIND_GET_TIME_SERIES = 2;
+   */
+  GET_TIME_SERIES = 2,
+}
+
+/**
+ * Describes the enum beacon.v1.SubscriptionQueryKind.
+ */
+export const SubscriptionQueryKindSchema: GenEnum<SubscriptionQueryKind> = /*@__PURE__*/
+  enumDesc(file_beacon_v1_subscription, 1);
 

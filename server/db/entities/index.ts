@@ -9,6 +9,7 @@ import { MetricDefinitionSchema } from "./metric-definition.js";
 import { OrganisationSchema } from "./organisation.js";
 import { SettingSchema } from "./setting.js";
 import { SiteSchema } from "./site.js";
+import { SubscriptionDeliverySchema, SubscriptionSchema } from "./subscription.js";
 
 export * from "./api-key.js";
 export * from "./audit-entry.js";
@@ -19,6 +20,7 @@ export * from "./metric-definition.js";
 export * from "./organisation.js";
 export * from "./setting.js";
 export * from "./site.js";
+export * from "./subscription.js";
 
 export const entities = [
   OrganisationSchema,
@@ -30,4 +32,6 @@ export const entities = [
   AuditEntrySchema,
   IdempotencyRecordSchema,
   DeadLetterSchema,
+  SubscriptionSchema,
+  SubscriptionDeliverySchema,
 ];

@@ -7,6 +7,7 @@ import { Migration20261122232300_events } from "./Migration20261122232300_events
 import { Migration20261123000000_instance_secrets } from "./Migration20261123000000_instance_secrets.js";
 import { Migration20261124000000_metrics } from "./Migration20261124000000_metrics.js";
 import { Migration20261123010000_rollups } from "./Migration20261123010000_rollups.js";
+import { Migration20261125000000_subscriptions } from "./Migration20261125000000_subscriptions.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
@@ -14,4 +15,5 @@ export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261123000000_instance_secrets", class: Migration20261123000000_instance_secrets },
   { name: "Migration20261124000000_metrics", class: Migration20261124000000_metrics },
   { name: "Migration20261123010000_rollups", class: Migration20261123010000_rollups },
+  { name: "Migration20261125000000_subscriptions", class: Migration20261125000000_subscriptions },
 ];

@@ -1,0 +1,97 @@
+// Stored events on their way to live streams. The ingest worker publishes each stored batch on
+// Redis pub/sub, one message per site per batch, on the site's own channel: a server process then
+// receives only the sites its stream subscribers watch, and one message per batch keeps the
+// events of a batch in the order they were stored (Redis delivers a connection's messages in the
+// order they were published).
+import type { Redis } from "ioredis";
+import type { StoredEvent } from "../../db/events-store.js";
+
+/**
+ * A stored event as it travels to streams: the 63-bit ids as decimal strings (JSON has no
+ * bigint), without what only the sessions table needs.
+ */
+export type LiveEvent = Omit<StoredEvent, "visitorId" | "sessionId" | "sessionStartedAt" | "clickId"> & {
+  visitorId: string;
+  sessionId: string;
+};
+
+interface LiveMessage {
+  events: LiveEvent[];
+}
+
+/** The pub/sub channel of a site's stored events. Channels are not keys, but share the key prefix. */
+export function liveEventsChannel(prefix: string, siteId: string): string {
+  return `${prefix}:live:${siteId}`;
+}
+
+/**
+ * Field by field on purpose: what goes on the wire is this list, whatever else the stored row
+ * carries at run time (the enriched event has more, such as a bigint that JSON cannot encode).
+ */
+export function toLiveEvent(e: StoredEvent): LiveEvent {
+  return {
+    siteId: e.siteId,
+    ts: e.ts,
+    eventId: e.eventId,
+    name: e.name,
+    visitorId: e.visitorId.toString(),
+    sessionId: e.sessionId.toString(),
+    hostname: e.hostname,
+    pathname: e.pathname,
+    title: e.title,
+    referrer: e.referrer,
+    referrerSource: e.referrerSource,
+    referrerMedium: e.referrerMedium,
+    utmSource: e.utmSource,
+    utmMedium: e.utmMedium,
+    utmCampaign: e.utmCampaign,
+    utmTerm: e.utmTerm,
+    utmContent: e.utmContent,
+    country: e.country,
+    region: e.region,
+    city: e.city,
+    browser: e.browser,
+    browserVersion: e.browserVersion,
+    os: e.os,
+    osVersion: e.osVersion,
+    deviceType: e.deviceType,
+    screen: e.screen,
+    language: e.language,
+    classification: e.classification,
+    props: e.props,
+    revenue: e.revenue,
+    receivedAt: e.receivedAt,
+  };
+}
+
+export function encodeLiveMessage(events: LiveEvent[]): string {
+  return JSON.stringify({ events } satisfies LiveMessage);
+}
+
+/** The events of a published message; an unreadable message (another version's) gives none. */
+export function decodeLiveMessage(payload: string): LiveEvent[] {
+  try {
+    const message = JSON.parse(payload) as Partial<LiveMessage>;
+    return Array.isArray(message.events) ? message.events : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The worker's side: publishes each stored batch, per site, in the batch's order. */
+export class LiveEventPublisher {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  async publish(events: readonly StoredEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const bySite = new Map<string, LiveEvent[]>();
+    for (const event of events) {
+      let list = bySite.get(event.siteId);
+      if (!list) bySite.set(event.siteId, (list = []));
+      list.push(toLiveEvent(event));
+    }
+    const pipeline = this.redis.pipeline();
+    for (const [siteId, list] of bySite) pipeline.publish(liveEventsChannel(this.prefix, siteId), encodeLiveMessage(list));
+    await pipeline.exec();
+  }
+}
