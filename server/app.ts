@@ -13,6 +13,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { BeaconConfig } from "./config.js";
 import { ApiKeyPrincipals } from "./core/management/principals.js";
 import { createBeaconRoutes } from "./http/beacons.js";
+import { createDataApiRoutes } from "./http/data-api.js";
 import { withCors } from "./http/cors.js";
 import { handleHealthHttp, type ReadinessProbe } from "./http/health.js";
 import type { HttpHandler } from "./http/listen.js";
@@ -147,6 +148,7 @@ export function build(deps: AppDeps): App {
   };
 
   const beacons = createBeaconRoutes({ acceptor, sites, principals, logger, maxBodyBytes: config.maxBodyBytes, maxBatchEvents: config.maxBatchEvents });
+  const dataApi = createDataApiRoutes({ orm, principals, engine, logger });
 
   const rpc = connectNodeAdapter({
     routes,
@@ -157,6 +159,7 @@ export function build(deps: AppDeps): App {
       // connect-node types the fallback's response loosely; it is one of the two Node responses.
       const response = res as Parameters<HttpHandler>[1];
       if (beacons(req, response)) return;
+      if (dataApi(req, response)) return;
       if (handleHealthHttp(req, response, { state: health, probes })) return;
       notFound(req, response);
     },

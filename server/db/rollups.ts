@@ -153,6 +153,27 @@ async function aggregateDay(db: PoolClient, siteId: string, start: number, end: 
   });
 }
 
+/**
+ * Rolled hours, besides `dirty`, holding events of visits that started in a dirty hour. A late
+ * event marks its visit's start hour dirty; if it changed the visit's entry or exit page, the
+ * event rows of every hour the visit has events in (grouped by those pages) changed too.
+ */
+async function visitFollowers(db: PoolClient, siteId: string, dirty: number[], hourlyUntil: number): Promise<number[]> {
+  const first = Math.min(...dirty);
+  const last = Math.max(...dirty) + HOUR;
+  const { rows } = await db.query<{ hour: Date }>(
+    `select distinct date_trunc('hour', e.ts, 'UTC') as hour
+     from sessions s
+     join events e on e.site_id = s.site_id and e.session_id = s.session_id
+       and e.ts >= $2 and e.ts < $3::timestamptz + interval '1 day' and e.ts < $5
+       and e.ts >= s.started_at and e.ts < s.started_at + interval '1 day'
+     where s.site_id = $1 and s.started_at >= $2 and s.started_at < $3 and date_trunc('hour', s.started_at, 'UTC') = any($4::timestamptz[])`,
+    [siteId, new Date(first).toISOString(), new Date(last).toISOString(), dirty.map((h) => new Date(h).toISOString()), new Date(hourlyUntil).toISOString()],
+  );
+  const known = new Set(dirty);
+  return rows.map((r) => new Date(r.hour).getTime()).filter((h) => !known.has(h));
+}
+
 export interface RollResult {
   hours: number;
   days: number;
@@ -176,13 +197,13 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
   const rollableUntil = Math.floor((now - ROLL_GRACE_MS) / HOUR) * HOUR;
   while (result.hours < maxHours) {
     const client = await pool.connect();
-    let done = false;
     try {
       await client.query("begin isolation level read committed");
       const mark = await client.query<{ hourly_until: string }>("select hourly_until from rollup_watermarks where site_id = $1 for no key update", [siteId]);
       let hourlyUntil = new Date(mark.rows[0].hourly_until).getTime();
       const dirty = await client.query<{ hour: string }>("select hour from rollup_dirty where site_id = $1 and hour < $2 order by hour limit $3", [siteId, new Date(hourlyUntil).toISOString(), HOURS_PER_TRANSACTION]);
       const hours = dirty.rows.map((r) => new Date(r.hour).getTime());
+      if (hours.length > 0) hours.push(...(await visitFollowers(client, siteId, hours, hourlyUntil)));
       while (hours.length < HOURS_PER_TRANSACTION && hourlyUntil < rollableUntil) {
         hours.push(hourlyUntil);
         hourlyUntil += HOUR;
@@ -190,8 +211,10 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
       if (hours.length === 0) {
         await client.query("commit");
         result.hourlyUntil = hourlyUntil;
-        done = true;
-        continue;
+        // Caught up: return (the finally releases the client). This was `done = true; continue`,
+        // but `continue` skipped the `if (done) break` below and the loop test never changes once
+        // nothing is left, so a caught-up site spun here forever (and the rollup tick with it).
+        return result;
       }
       const days = new Set<string>();
       for (const hour of hours) {
@@ -220,7 +243,6 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
     } finally {
       client.release();
     }
-    if (done) break;
   }
   return result;
 }

@@ -66,7 +66,9 @@ export class ReportEngine {
   /** All groups of `dims` over the query's range, from rollups where possible and raw events elsewhere. */
   async collect(q: ReportQuery, dims: DimensionKind[]): Promise<Collected> {
     const groups = new GroupMap();
-    const needEvents = q.metrics.some((m) => EVENT_METRICS.has(m)) || dims.some((d) => d.kind === "goal");
+    // Only what the report counts makes groups: reading events for a goal dimension when only
+    // visit metrics were asked gave goal rows of zeros (goals completed by visits started earlier).
+    const needEvents = q.metrics.some((m) => EVENT_METRICS.has(m));
     const needSessions = q.metrics.some((m) => SESSION_METRICS.has(m));
     const rollupDimension = this.options.rollups && q.site.rollups !== false ? rollupDimensionFor(q, dims, needSessions) : undefined;
     let intervals: [number, number][] = [[q.range.start, q.range.end]];

@@ -4,12 +4,13 @@
 import type { Pool } from "pg";
 import type { DimensionKind } from "./catalog.js";
 import { Distinct, type GroupMap } from "./groups.js";
-import type { ReportQuery } from "./query.js";
+import { mentions, type ReportQuery } from "./query.js";
 import { VisitorSketch } from "./sketch.js";
 import { filterSql, Params } from "./sql.js";
 import { addDays, bucketLabel, dayBucketLabel, localDate, startOfLocalDay, type TimeBucket } from "./time.js";
 
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
 
 export interface RollupCoverage {
   /** Local dates answered by daily rollups. */
@@ -22,15 +23,30 @@ export interface RollupCoverage {
 
 export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: DimensionKind[]): Promise<RollupCoverage> {
   const { start, end } = q.range;
+  // A late event can change its visit's entry or exit page (stored on the session row), and the
+  // event rows of every hour the visit has events in are grouped by those. The store marks the
+  // visit's start hour dirty; the visit's events lie within a day of it, so for reports by entry
+  // or exit page a dirty hour also makes the day after it raw (until the job re-rolls them).
+  const byVisitPages = ["entry_page", "exit_page"].some((name) => dims.some((d) => d.name === name) || mentions(q.filter, name));
+  const reach = byVisitPages ? DAY : HOUR;
   const [marks, dirty] = await Promise.all([
     pool.query<{ hourly_until: Date | string; daily_until: string | null }>("select hourly_until, daily_until::text from rollup_watermarks where site_id = $1", [q.site.id]),
-    pool.query<{ hour: Date | string }>("select hour from rollup_dirty where site_id = $1 and hour >= $2 and hour < $3", [q.site.id, new Date(start - HOUR).toISOString(), new Date(end).toISOString()]),
+    pool.query<{ hour: Date | string }>("select hour from rollup_dirty where site_id = $1 and hour >= $2 and hour < $3", [q.site.id, new Date(start - reach).toISOString(), new Date(end).toISOString()]),
   ]);
   const hourlyUntil = marks.rows[0] ? new Date(marks.rows[0].hourly_until).getTime() : -Infinity;
   const dailyUntil = marks.rows[0]?.daily_until ?? null;
-  const dirtyHours = new Set(dirty.rows.map((r) => new Date(r.hour).getTime()));
+  const dirtyHours = new Set<number>();
+  for (const row of dirty.rows) {
+    const hour = new Date(row.hour).getTime();
+    for (let h = hour; h < hour + reach; h += HOUR) dirtyHours.add(h);
+  }
   const useDaily = !dims.some((d) => d.kind === "time" && d.name === "hour");
   const tz = q.site.timezone;
+  // An hourly rollup row is labelled with one time bucket, so it may answer only an hour that
+  // lies in one: in a zone like Asia/Kolkata (+5:30) every UTC hour straddles two local hours,
+  // and the UTC hour around local midnight straddles two days (and weeks, and months).
+  const timeDim = dims.find((d) => d.kind === "time")?.name as TimeBucket | undefined;
+  const withinOneBucket = (hour: number) => !timeDim || bucketLabel(hour, timeDim, tz) === bucketLabel(hour + HOUR - 1, timeDim, tz);
   const coverage: RollupCoverage = { days: [], hours: [], rawIntervals: [] };
   const pushRaw = (a: number, b: number) => {
     const last = coverage.rawIntervals[coverage.rawIntervals.length - 1];
@@ -53,7 +69,7 @@ export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: Dimension
         continue;
       }
     }
-    if (t % HOUR === 0 && t + HOUR <= end && t + HOUR <= hourlyUntil && !dirtyHours.has(t)) {
+    if (t % HOUR === 0 && t + HOUR <= end && t + HOUR <= hourlyUntil && !dirtyHours.has(t) && withinOneBucket(t)) {
       coverage.hours.push(t);
       t += HOUR;
       continue;
@@ -97,6 +113,9 @@ group by ${groupBy}`;
     const { rows } = await pool.query(text, p.values);
     for (const row of rows) {
       const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket).getTime(), timeDim, q.site.timezone);
+      // A row may hold only visits (a visit that started in the bucket and saw the value later)
+      // or only events; it makes a group only when it has what the report counts, as raw rows do.
+      if (!((need.events && Number(row.events) > 0) || (need.sessions && Number(row.visits) > 0))) continue;
       const key = dims.map((d) => (d.kind === "time" ? label : String(row.value)));
       const group = groups.get(key);
       if (need.events) {

@@ -146,8 +146,11 @@ export function eventMetricsSql(q: ReportQuery, o: EventSqlOptions): { text: str
   const end = p.add(new Date(o.end).toISOString());
   const goalDim = o.dims.some((d) => d.kind === "goal");
   const dims = o.dims.map((d, i) => `${dimensionExpr(d, "event", q, p)} as d${i}`);
-  const revenue = goalDim
-    ? `coalesce(e.revenue, case goal.name ${q.goals.filter((g) => g.valueNumeric !== null).map((g) => `when ${p.add(g.name)} then ${p.add(g.valueNumeric)}::numeric`).join(" ")} else 0 end)`
+  // In goal rows the row's goal value stands in for an event without revenue. With no valued
+  // goal there is nothing to stand in (and `case goal.name else 0 end` would not parse).
+  const valued = q.goals.filter((g) => g.valueNumeric !== null);
+  const revenue = goalDim && valued.length > 0
+    ? `coalesce(e.revenue, case goal.name ${valued.map((g) => `when ${p.add(g.name)} then ${p.add(g.valueNumeric)}::numeric`).join(" ")} else 0 end)`
     : revenueExpr(q.goals, p);
   const converted = goalDim ? "true" : anyGoal(q.goals, p);
   const distinct = o.distinct === "count"

@@ -20,7 +20,14 @@ export function bucketsBetween(start: number, end: number, bucket: SeriesBucket,
     const p = localParts(start, timeZone);
     let t = localToUtc(p.year, p.month, p.day, p.hour, timeZone);
     if (t > start) t -= 3_600_000;
-    for (; t < end; t += 3_600_000) out.push({ label: bucketLabel(t, "hour", timeZone), time: t });
+    for (; t < end; t += 3_600_000) {
+      const label = bucketLabel(t, "hour", timeZone);
+      // When clocks go back, a local hour happens twice. Reports group by the label, so both
+      // hours' events are in one row: give it one bucket (the first), or the hour's numbers
+      // would appear twice and the buckets would add up to more than the range holds.
+      if (out.length > 0 && out[out.length - 1].label === label) continue;
+      out.push({ label, time: t });
+    }
     return out;
   }
   let date = localDate(start, timeZone);
