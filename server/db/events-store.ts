@@ -87,7 +87,7 @@ returning site_id, ts, event_id`;
 // Per session: what this batch adds. `first_*` describe the session's first event in the batch.
 const SESSION_COLUMNS = [
   ["site_id", "uuid"], ["session_id", "int8"], ["visitor_id", "int8"], ["started_at", "timestamptz"], ["ended_at", "timestamptz"],
-  ["entry_page", "text"], ["exit_page", "text"], ["pageviews", "int4"], ["events", "int4"],
+  ["entry_page", "text"], ["entry_at", "timestamptz"], ["exit_page", "text"], ["exit_at", "timestamptz"], ["pageviews", "int4"], ["events", "int4"],
   ["referrer_source", "text"], ["referrer_medium", "text"], ["utm_source", "text"], ["utm_medium", "text"], ["utm_campaign", "text"],
   ["utm_term", "text"], ["utm_content", "text"], ["country", "text"], ["region", "text"], ["city", "text"],
   ["browser", "text"], ["os", "text"], ["device_type", "text"], ["classification", "int2"],
@@ -97,8 +97,10 @@ const UPSERT_SESSIONS_SQL = `insert into sessions (${SESSION_COLUMNS.map(([c]) =
 select t.*, t.pageviews <= 1 and t.events <= 1, extract(epoch from t.ended_at - t.started_at)::int
 from unnest(${SESSION_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")}) as t(${SESSION_COLUMNS.map(([c]) => c).join(", ")})
 on conflict (site_id, started_at, session_id) do update set
-  exit_page = case when excluded.exit_page <> '' and excluded.ended_at >= sessions.ended_at then excluded.exit_page else sessions.exit_page end,
-  entry_page = case when sessions.entry_page = '' then excluded.entry_page else sessions.entry_page end,
+  exit_page = case when excluded.exit_at is not null and (sessions.exit_at is null or excluded.exit_at >= sessions.exit_at) then excluded.exit_page else sessions.exit_page end,
+  exit_at = greatest(sessions.exit_at, excluded.exit_at),
+  entry_page = case when excluded.entry_at is not null and (sessions.entry_at is null or excluded.entry_at < sessions.entry_at) then excluded.entry_page else sessions.entry_page end,
+  entry_at = least(sessions.entry_at, excluded.entry_at),
   ended_at = greatest(sessions.ended_at, excluded.ended_at),
   pageviews = sessions.pageviews + excluded.pageviews,
   events = sessions.events + excluded.events,
@@ -199,7 +201,9 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
     if (deltas.length > 0) {
       await client.query(UPSERT_SESSIONS_SQL, columnsOf(deltas, [
         (d) => d.siteId, (d) => d.sessionId.toString(), (d) => d.visitorId.toString(), (d) => new Date(d.startedAt).toISOString(), (d) => new Date(d.endedAt).toISOString(),
-        (d) => d.entryPage, (d) => d.exitPage, (d) => d.pageviews, (d) => d.events,
+        (d) => d.entryPage, (d) => (d.entryTs === Infinity ? null : new Date(d.entryTs).toISOString()),
+        (d) => d.exitPage, (d) => (d.exitTs === -Infinity ? null : new Date(d.exitTs).toISOString()),
+        (d) => d.pageviews, (d) => d.events,
         (d) => d.first.referrerSource, (d) => d.first.referrerMedium, (d) => d.first.utmSource, (d) => d.first.utmMedium, (d) => d.first.utmCampaign,
         (d) => d.first.utmTerm, (d) => d.first.utmContent, (d) => d.first.country, (d) => d.first.region, (d) => d.first.city,
         (d) => d.first.browser, (d) => d.first.os, (d) => d.first.deviceType, (d) => d.first.classification,

@@ -8,6 +8,7 @@ import { Migration20261123000000_instance_secrets } from "./Migration20261123000
 import { Migration20261124000000_metrics } from "./Migration20261124000000_metrics.js";
 import { Migration20261123010000_rollups } from "./Migration20261123010000_rollups.js";
 import { Migration20261125000000_subscriptions } from "./Migration20261125000000_subscriptions.js";
+import { Migration20261126000000_session_page_times } from "./Migration20261126000000_session_page_times.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
@@ -16,4 +17,5 @@ export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261124000000_metrics", class: Migration20261124000000_metrics },
   { name: "Migration20261123010000_rollups", class: Migration20261123010000_rollups },
   { name: "Migration20261125000000_subscriptions", class: Migration20261125000000_subscriptions },
+  { name: "Migration20261126000000_session_page_times", class: Migration20261126000000_session_page_times },
 ];
