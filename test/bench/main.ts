@@ -1,0 +1,792 @@
+// `npm run bench`: Beacon's ingestion measured in one run on this machine, beside references
+// measured in the same run, and written to docs/benchmarks.md.
+//
+//   references   bare node:http answering 204 · Beacon's listener answering 204 · a no-op Connect
+//                unary handler · Postgres COPY FROM STDIN and multi-row INSERT … unnest rows/s
+//   Beacon       single-event beacons (POST /collect, or Connect JSON TrackEvent while /collect is
+//                missing) · TrackEvent over Connect · batches of 500 events end to end (accepted →
+//                stored and counted in `events`) · accept latency · accept-to-stored lag
+//
+// Beacon runs as two processes, `--role server` and `--role worker` (start() from server/main.ts),
+// on its own database (beacon_t_bench_*, dropped at the end) and Redis prefix (beacon-bench-*,
+// its keys deleted at the end). Load comes from test/bench/loadgen.ts in a child process over
+// keep-alive HTTP/1.1 connections to 127.0.0.1. Every phase is bounded in time and requests.
+//
+// Knobs (environment): BENCH_SECONDS (measured window per phase, 12), BENCH_WARMUP_SECONDS (2),
+// BENCH_CONNECTIONS (single-event connections, 50), BENCH_BATCH_CONNECTIONS (8),
+// BENCH_BATCH_SIZE (500), BENCH_DRAIN_SECONDS (how long a phase waits for its events to be stored, 60), BENCH_PROFILE=1 (CPU-profile the server and worker during each
+// Beacon phase and print where the time went; profiling slows them, so figures from such a run
+// are marked), BENCH_TRACE=1 (time each ingest step, Redis command and Postgres statement in the
+// server and worker: see trace.ts), BENCH_METRICS=1 (also run issue 5's metrics bench,
+// test/bench/metrics.ts, and print its figures), BENCH_REPORTS=1 (also run issue 4's reports
+// bench, test/bench/reports.ts, which writes its own section of the doc), BENCH_WHATIF=no-rate-limit,no-usage,no-realtime
+// (diagnosis only: those steps become no-ops; such a run is labelled and never written to the
+// docs), BENCH_NO_DOC=1 (do not rewrite docs/benchmarks.md).
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { ManagementService } from "../../gen/beacon/v1/management_service_pb.js";
+import { bootstrap } from "../../server/core/management/bootstrap.js";
+import { createMigratedTestOrm, type MigratedTestOrm } from "../support/db.js";
+import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
+import { type CpuBreakdown, startCpuMeter, waitForQuiet } from "./cpu.js";
+import { LagSampler, type LagResult } from "./lag.js";
+import type { LoadgenOptions, LoadgenResult } from "./loadgen.js";
+import { measurePostgres, type PostgresReference } from "./postgres-ref.js";
+import { summariseProfile, type ProfileSummary } from "./profile.js";
+import { type Scenario, TRACK_EVENT_PATH, TRACK_EVENTS_PATH } from "./scenarios.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === "" ? fallback : Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return value;
+}
+
+const SECONDS = envNumber("BENCH_SECONDS", 12);
+const WARMUP_SECONDS = envNumber("BENCH_WARMUP_SECONDS", 2);
+const CONNECTIONS = envNumber("BENCH_CONNECTIONS", 50);
+const BATCH_CONNECTIONS = envNumber("BENCH_BATCH_CONNECTIONS", 8);
+const BATCH_SIZE = envNumber("BENCH_BATCH_SIZE", 500);
+const PROFILE = process.env.BENCH_PROFILE === "1";
+/** Diagnosis only: steps replaced by no-ops in the Beacon processes (see trace.ts). */
+const WHATIF = (process.env.BENCH_WHATIF ?? "").trim();
+const WRITE_DOC = process.env.BENCH_NO_DOC !== "1" && WHATIF === "";
+/** Requests one phase may send at most, whatever the rate (a bound, not a target). */
+const MAX_REQUESTS = 2_000_000;
+/** How long a phase waits for its accepted events to be stored. */
+const DRAIN_TIMEOUT_MS = envNumber("BENCH_DRAIN_SECONDS", 60) * 1000;
+
+const TARGETS = {
+  beaconRps: 10_000,
+  batchedEventsPerSec: 50_000,
+  p99AcceptMs: 20,
+  p95LagMs: 2_000,
+};
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+interface Child {
+  proc: ChildProcess;
+  pid: number;
+  stderrTail: string[];
+  stdoutLines: string[];
+  /** Resolves with the first stdout line that parses as JSON and passes `match`. */
+  line(match: (v: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+const children = new Set<ChildProcess>();
+
+function spawnTs(file: string, args: string[], opts: { env?: Record<string, string>; ipc?: boolean; stdin?: boolean } = {}): Child {
+  const proc = spawn(process.execPath, ["--import", "tsx", join(here, file), ...args], {
+    cwd: root,
+    env: { ...process.env, ...opts.env },
+    stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(opts.ipc ? (["ipc"] as const) : [])],
+  });
+  children.add(proc);
+  const stderrTail: string[] = [];
+  const stdoutLines: string[] = [];
+  const waiters: { match: (v: Record<string, unknown>) => boolean; resolve: (v: Record<string, unknown>) => void }[] = [];
+  let outBuf = "";
+  proc.stdout!.setEncoding("utf8");
+  proc.stdout!.on("data", (chunk: string) => {
+    outBuf += chunk;
+    let nl: number;
+    while ((nl = outBuf.indexOf("\n")) >= 0) {
+      const text = outBuf.slice(0, nl);
+      outBuf = outBuf.slice(nl + 1);
+      stdoutLines.push(text);
+      if (stdoutLines.length > 200) stdoutLines.shift();
+      let parsed: Record<string, unknown> | undefined;
+      try {
+        parsed = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      for (let i = 0; i < waiters.length; i++) {
+        if (waiters[i].match(parsed)) {
+          waiters[i].resolve(parsed);
+          waiters.splice(i, 1);
+          break;
+        }
+      }
+    }
+  });
+  proc.stderr!.setEncoding("utf8");
+  proc.stderr!.on("data", (chunk: string) => {
+    for (const l of chunk.split("\n")) if (l.trim()) stderrTail.push(l);
+    while (stderrTail.length > 40) stderrTail.shift();
+  });
+  const exited = new Promise<number | null>((res) => proc.once("exit", (code) => {
+    children.delete(proc);
+    res(code);
+  }));
+  return {
+    proc,
+    pid: proc.pid!,
+    stderrTail,
+    stdoutLines,
+    exited,
+    line(match, timeoutMs) {
+      return new Promise((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`${file}: no expected output within ${timeoutMs} ms\n${[...stdoutLines.slice(-10), ...stderrTail.slice(-10)].join("\n")}`)), timeoutMs);
+        void exited.then((code) => rej(new Error(`${file} exited (${code}) early\n${[...stdoutLines.slice(-10), ...stderrTail.slice(-20)].join("\n")}`)));
+        waiters.push({ match, resolve: (v) => { clearTimeout(timer); res(v); } });
+      });
+    },
+  };
+}
+
+async function stopChild(child: Child | undefined, timeoutMs = 15_000): Promise<void> {
+  if (!child || child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill("SIGTERM");
+  const timer = setTimeout(() => child.proc.kill("SIGKILL"), timeoutMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+/** Runs the load generator; the CPU meter covers exactly its run (not its start-up). */
+async function runLoadgen(
+  options: LoadgenOptions,
+  named: () => Record<string, number[]>,
+  benchPgPids: () => Promise<number[]>,
+  hooks: { running?: () => void; done?: () => Promise<void>; keepAlive?: boolean } = {},
+): Promise<{ result: LoadgenResult; cpu: CpuBreakdown; pid: number; release: () => Promise<void> }> {
+  const child = spawnTs("loadgen.ts", [JSON.stringify(options)], { stdin: true });
+  await child.line((v) => v.bench === "running", 60_000);
+  const meter = startCpuMeter();
+  hooks.running?.();
+  const result = (await child.line((v) => "okInWindow" in v, options.warmupMs + options.durationMs + 60_000)) as unknown as LoadgenResult;
+  const cpu = meter.stop({ ...named(), "load generator": [child.pid] }, await benchPgPids());
+  await hooks.done?.();
+  // The finished load generator may be kept (idle) so a longer CPU meter can still read its total.
+  const release = async () => {
+    child.proc.stdin!.end();
+    await child.exited;
+  };
+  if (!hooks.keepAlive) await release();
+  return { result, cpu, pid: child.pid, release };
+}
+
+/**
+ * Replaces (or appends) the `## <title>` section of docs/benchmarks.md, keeping every other
+ * section: other parts of the bench (reports, metrics) write their own sections of that file.
+ */
+function writeDocSection(title: string, section: string, path = join(root, "docs/benchmarks.md")): void {
+  const body = `${section.trimEnd()}\n`;
+  if (!existsSync(path)) {
+    writeFileSync(path, `# Benchmarks\n\n${body}`);
+    return;
+  }
+  const lines = readFileSync(path, "utf8").split("\n");
+  const heading = new RegExp(`^## ${title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
+  const start = lines.findIndex((l) => heading.test(l));
+  if (start < 0) {
+    writeFileSync(path, `${lines.join("\n").trimEnd()}\n\n${body}`);
+    return;
+  }
+  let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+  if (end < 0) end = lines.length;
+  const before = lines.slice(0, start).join("\n").trimEnd();
+  const after = lines.slice(end).join("\n").trim();
+  writeFileSync(path, `${before}\n\n${body}${after ? `\n${after}\n` : ""}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a");
+const fmtMs = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString("en-US")) : "n/a");
+const fmtRatio = (n: number) => (Number.isFinite(n) ? (n >= 0.1 ? n.toFixed(2) : n.toFixed(3)) : "n/a");
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (c ?? "").padEnd(widths[i])).join(" | ")} |`;
+  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
+}
+
+function cpuLine(cpu: CpuBreakdown): string {
+  const parts = Object.entries(cpu.groups)
+    .filter(([, pct]) => pct >= 0.5)
+    .sort((a, b) => b[1] - a[1])
+    .map(([group, pct]) => `${group} ${Math.round(pct)}%`);
+  return `${parts.join(", ")} (machine busy ${Math.round(cpu.machineBusy)}% of ${cpu.cores * 100}%)`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface PhaseResult {
+  name: string;
+  what: string;
+  load: LoadgenResult;
+  cpu: CpuBreakdown;
+  /** From the start of the load until every accepted event was stored (or the drain gave up). */
+  cpuAll?: CpuBreakdown;
+  lag?: LagResult;
+  /** Events the site holds after the drain, and what it should hold. */
+  stored?: number;
+  expected?: number;
+  /** Epoch ms when the stored count first reached `expected` (undefined: it never did in time). */
+  allStoredAt?: number;
+  /** When `stored` was last counted. */
+  storedAt?: number;
+  /** What was stored when the drain began (the load had ended). */
+  storedAtLoadEnd?: { at: number; count: number };
+  maxQueueWaiting?: number;
+  profiles?: { role: string; summary: ProfileSummary }[];
+  traces?: { role: string; trace: Trace }[];
+}
+
+interface Trace {
+  rows: { label: string; count: number; totalMs: number; meanMs: number; p50Ms: number; p99Ms: number }[];
+  eventLoopUtilization: number;
+  cpuPercent: number;
+  wallMs: number;
+}
+
+/** Sends `message` to a Beacon process and waits for the answer that `match` recognises. */
+function ask<T>(child: Child, message: object, match: (m: Record<string, unknown>) => T | undefined, timeoutMs = 30_000): Promise<T> {
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => {
+      child.proc.off("message", onMessage);
+      rej(new Error(`no answer to ${JSON.stringify(message)}`));
+    }, timeoutMs);
+    const onMessage = (m: unknown) => {
+      const found = match(m as Record<string, unknown>);
+      if (found === undefined) return;
+      clearTimeout(timer);
+      child.proc.off("message", onMessage);
+      res(found);
+    };
+    child.proc.on("message", onMessage);
+    child.proc.send(message);
+  });
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const prefix = `beacon-bench-${randomBytes(4).toString("hex")}`;
+  let database: MigratedTestOrm | undefined;
+  let server: Child | undefined;
+  let worker: Child | undefined;
+  let redis: Redis | undefined;
+  let pool: pg.Pool | undefined;
+  let queue: Queue | undefined;
+  const profileDir = join(os.tmpdir(), `beacon-bench-prof-${process.pid}`);
+
+  const cleanup = async () => {
+    for (const child of [...children]) child.kill("SIGTERM");
+    await stopChild(server);
+    await stopChild(worker);
+    await queue?.close().catch(() => {});
+    if (redis) {
+      await deleteRedisKeys(redis, prefix).catch(() => {});
+      redis.disconnect();
+    }
+    await pool?.end().catch(() => {});
+    await database?.drop().catch((err: unknown) => log(`could not drop the bench database: ${String(err)}`));
+  };
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log("interrupted: cleaning up");
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    // --- Machine and versions
+    log("preparing the bench database and Redis prefix");
+    database = await createMigratedTestOrm("bench");
+    const dbName = new URL(database.url).pathname.slice(1);
+    const boot = await bootstrap(database.orm.em.fork());
+    if (!boot.adminKey) throw new Error("bootstrap of the bench database returned no admin key");
+    pool = new pg.Pool({ connectionString: database.url, max: 3 });
+    redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const pgVersion = ((await pool.query<{ v: string }>("select version() as v")).rows[0].v.split(" on ")[0]).trim();
+    const redisVersion = /redis_version:(\S+)/.exec(await redis.info("server"))?.[1] ?? "unknown";
+    const cpus = os.cpus();
+    const machine = {
+      cpu: `${cpus.length} × ${cpus[0]?.model ?? "unknown"}${cpus[0]?.speed ? ` @ ${cpus[0].speed} MHz` : ""}`,
+      memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+      os: `${os.type()} ${os.release()} (${os.arch()})`,
+      node: process.version,
+      postgres: pgVersion,
+      redis: `Redis ${redisVersion}`,
+      loadBefore: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+    };
+    const benchPgPids = async () =>
+      (await pool!.query<{ pid: number }>("select pid from pg_stat_activity where datname = $1", [dbName])).rows.map((r) => r.pid);
+
+    // --- Beacon: server and worker processes
+    const beaconEnv = {
+      DATABASE_URL: database.url,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_PREFIX: prefix,
+      HOST: "127.0.0.1",
+      PORT: "0",
+      LOG_LEVEL: "warn",
+      BEACON_DATA_DIR: join(os.tmpdir(), `beacon-bench-data-${process.pid}`),
+    };
+    log("starting Beacon (--role server, then --role worker)");
+    server = spawnTs("beacon-proc.ts", [], { env: { ...beaconEnv, BEACON_ROLE: "server" }, ipc: true });
+    const serverReady = await server.line((v) => v.bench === "ready", 90_000);
+    const port = Number(serverReady.port);
+    worker = spawnTs("beacon-proc.ts", [], { env: { ...beaconEnv, BEACON_ROLE: "worker" }, ipc: true });
+    await worker.line((v) => v.bench === "ready", 90_000);
+    queue = new Queue("ingest", { connection: new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null }), prefix });
+
+    const management = createClient(
+      ManagementService,
+      createConnectTransport({
+        baseUrl: `http://127.0.0.1:${port}`,
+        httpVersion: "1.1",
+        interceptors: [(next) => (req) => { req.header.set("Authorization", `Bearer ${boot.adminKey}`); return next(req); }],
+      }),
+    );
+    const makeSite = async (label: string) => {
+      const domain = `${label}.bench.example.com`;
+      const { site } = await management.createSite({ domain, name: `Bench ${label}` });
+      if (!site) throw new Error("CreateSite returned no site");
+      return { id: site.id, trackingId: site.trackingId, domain };
+    };
+
+    // --- Which plain-HTTP beacon paths exist yet
+    const probeSite = await makeSite("probe");
+    const probe = async (path: string, body: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: "POST", headers: { "Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9" }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.text()).slice(0, 200) };
+    };
+    const collectProbe = await probe("/collect", { v: "1", tid: probeSite.trackingId, cid: "probe", t: "pageview", dh: probeSite.domain, dp: "/probe" });
+    const batchProbe = await probe("/batch", { tracking_id: probeSite.trackingId, events: [{ type: "pageview", page: "/probe" }] });
+    const haveCollect = collectProbe.status >= 200 && collectProbe.status < 300;
+    const haveBatch = batchProbe.status >= 200 && batchProbe.status < 300;
+    const notes: string[] = [];
+    if (!haveCollect) {
+      notes.push(`POST /collect answered ${collectProbe.status} (${collectProbe.body.replace(/\s+/g, " ")}): the single-event beacon was measured as Connect JSON TrackEvent over plain HTTP/1.1 POST (${TRACK_EVENT_PATH}), so it and "TrackEvent over Connect" are one measurement.`);
+    }
+    if (!haveBatch) {
+      notes.push(`POST /batch answered ${batchProbe.status} (${batchProbe.body.replace(/\s+/g, " ")}): batches were sent as Connect JSON TrackEvents (${TRACK_EVENTS_PATH}).`);
+    }
+    for (const note of notes) log(note);
+
+    const single = (site: { trackingId: string; domain: string }): Scenario =>
+      haveCollect ? { kind: "collect", trackingId: site.trackingId, host: site.domain, visitors: 20_000 } : { kind: "track-json", trackingId: site.trackingId, host: site.domain, visitors: 20_000 };
+    const singleLabel = haveCollect ? "POST /collect, JSON body" : "Connect JSON TrackEvent, no /collect yet";
+    const baseLoad = { warmupMs: WARMUP_SECONDS * 1000, durationMs: SECONDS * 1000, maxRequests: MAX_REQUESTS };
+    let seed = 1;
+
+    // --- References: bare node:http, Beacon's listener, no-op Connect
+    const refNamed = (ref: Child) => () => ({ "reference server": [ref.pid], "beacon server (idle)": [server!.pid], "beacon worker (idle)": [worker!.pid], "bench main": [process.pid] });
+    const runReference = async (mode: string, scenario: Scenario, path?: string) => {
+      log(`reference: ${mode}`);
+      const ref = spawnTs("ref-server.ts", [mode]);
+      try {
+        const ready = await ref.line((v) => v.bench === "ready", 60_000);
+        return await runLoadgen({ ...baseLoad, port: Number(ready.port), connections: CONNECTIONS, scenario, path, seed: seed++ }, refNamed(ref), benchPgPids);
+      } finally {
+        await stopChild(ref);
+      }
+    };
+    // Other work on the same two cores would be measured as Beacon's slowness: wait a while
+    // for the machine to go quiet (it is reported either way).
+    log("waiting for the machine to be quiet (up to 45 s)");
+    const quiet = await waitForQuiet(45_000);
+    const quietText = `Machine busy before the first phase: ${Math.round(quiet.busyPercent)}% of both cores (after waiting ${fmtMs(quiet.waitedMs / 1000)} s for other work to finish)`;
+    log(quietText);
+
+    const placeholder = { trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
+    const bareRef = await runReference("http", single(placeholder), "/");
+    const listenRef = await runReference("listen", single(placeholder), "/");
+    const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
+
+    log("reference: Postgres COPY and INSERT … unnest");
+    const pgRef: PostgresReference = await measurePostgres(database.url);
+
+    // --- Beacon phases
+    const beaconNamed = () => ({ "beacon server": [server!.pid], "beacon worker": [worker!.pid], "bench main (sampler, poller)": [process.pid] });
+    const countStored = async (siteId: string) => Number((await pool!.query<{ n: string }>("select count(*) as n from events where site_id = $1", [siteId])).rows[0].n);
+
+    const runBeaconPhase = async (name: string, what: string, label: string, scenario: Scenario, site: { id: string; trackingId: string; domain: string }, connections: number): Promise<PhaseResult> => {
+      log(`beacon: ${name}`);
+      const sampler = new LagSampler({ port, trackingId: site.trackingId, host: site.domain, siteId: site.id, label, pool: pool! });
+      let maxWaiting = 0;
+      const queueTimer = setInterval(() => {
+        void queue!.getJobCounts("wait", "prioritized").then((c) => { maxWaiting = Math.max(maxWaiting, (c.wait ?? 0) + (c.prioritized ?? 0)); }, () => {});
+      }, 500);
+      if (PROFILE) {
+        mkdirSync(profileDir, { recursive: true });
+        for (const c of [server!, worker!]) await ask(c, { cmd: "profile-start" }, (m) => (m.profiling ? true : undefined));
+      }
+      const samplerStart = setTimeout(() => sampler.start(), WARMUP_SECONDS * 1000);
+      let load: LoadgenResult;
+      let cpu: CpuBreakdown;
+      let loadgenPid = 0;
+      let releaseLoadgen = async () => {};
+      // A second meter runs from the start of the load until every accepted event is stored:
+      // the whole pipeline's CPU per event, the worker's catch-up included.
+      let meterAll: ReturnType<typeof startCpuMeter> | undefined;
+      const traces: { role: string; trace: Trace }[] = [];
+      try {
+        ({ result: load, cpu, pid: loadgenPid, release: releaseLoadgen } = await runLoadgen({ ...baseLoad, port, connections, scenario, seed: seed++ }, beaconNamed, benchPgPids, {
+          keepAlive: true,
+          running: () => {
+            meterAll = startCpuMeter();
+            for (const c of [server!, worker!]) c.proc.send({ cmd: "trace-start" });
+          },
+          done: async () => {
+            for (const [role, c] of [["server", server!], ["worker", worker!]] as const) {
+              traces.push({ role, trace: await ask(c, { cmd: "trace-stop" }, (m) => m.trace as Trace | undefined) });
+            }
+          },
+        }));
+      } finally {
+        clearTimeout(samplerStart);
+        clearInterval(queueTimer);
+      }
+      const profiles: { role: string; summary: ProfileSummary }[] = [];
+      if (PROFILE) {
+        for (const [role, c] of [["server", server!], ["worker", worker!]] as const) {
+          const file = join(profileDir, `${label}-${role}.cpuprofile`);
+          await ask(c, { cmd: "profile-stop", file }, (m) => (m.profiled === file ? true : undefined), 60_000);
+          profiles.push({ role, summary: summariseProfile(file) });
+        }
+      }
+      // Drain: every accepted event (load + samples) must be stored and counted. The sampler's
+      // poller and this count run side by side.
+      await sampler.stopSending();
+      const lagPromise = sampler.finish(DRAIN_TIMEOUT_MS);
+      const expected = load.eventsAcceptedTotal + sampler.acceptedCount;
+      let stored = await countStored(site.id);
+      let storedAt = Date.now();
+      const storedAtLoadEnd = { at: storedAt, count: stored };
+      let allStoredAt: number | undefined = stored >= expected ? Date.now() : undefined;
+      const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+      while (allStoredAt === undefined && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        const at = Date.now();
+        stored = await countStored(site.id);
+        storedAt = at;
+        if (stored >= expected) allStoredAt = at;
+      }
+      const lag = await lagPromise;
+      const cpuAll = meterAll!.stop({ ...beaconNamed(), "load generator": [loadgenPid] }, await benchPgPids());
+      await releaseLoadgen();
+      return { name, what, load, cpu, cpuAll, lag, stored, storedAt, expected, allStoredAt, storedAtLoadEnd, maxQueueWaiting: maxWaiting, profiles, traces };
+    };
+
+    const phases: PhaseResult[] = [];
+    const siteA = await makeSite("single");
+    phases.push(await runBeaconPhase("single", `single-event beacon: ${singleLabel}`, "single", single(siteA), siteA, CONNECTIONS));
+    let trackPhase: PhaseResult | undefined;
+    if (haveCollect) {
+      const siteB = await makeSite("track");
+      trackPhase = await runBeaconPhase("track", "TrackEvent over Connect (JSON, HTTP/1.1)", "track", { kind: "track-json", trackingId: siteB.trackingId, host: siteB.domain, visitors: 20_000 }, siteB, CONNECTIONS);
+      phases.push(trackPhase);
+    } else {
+      trackPhase = phases[0];
+    }
+    const siteC = await makeSite("batch");
+    const batchScenario: Scenario = haveBatch
+      ? { kind: "batch-http", trackingId: siteC.trackingId, host: siteC.domain, size: BATCH_SIZE }
+      : { kind: "batch-connect", trackingId: siteC.trackingId, host: siteC.domain, size: BATCH_SIZE };
+    const batchPhase = await runBeaconPhase("batch", `batches of ${BATCH_SIZE}: ${haveBatch ? "POST /batch" : "Connect JSON TrackEvents"}`, "batch", batchScenario, siteC, BATCH_CONNECTIONS);
+    phases.push(batchPhase);
+
+    // --- Figures
+    const rps = (r: LoadgenResult) => r.okInWindow / (r.windowMs / 1000);
+    const evps = (r: LoadgenResult) => r.eventsInWindow / (r.windowMs / 1000);
+    // Accepted → stored rate. When the drain gave up before everything was stored, what was
+    // stored by then over the time taken: a lower bound, marked "≥" where printed.
+    const e2e = (p: PhaseResult) =>
+      p.allStoredAt !== undefined ? p.expected! / ((p.allStoredAt - p.load.startedAt) / 1000) : p.stored! / ((p.storedAt! - p.load.startedAt) / 1000);
+    const e2eText = (p: PhaseResult) => `${p.allStoredAt === undefined ? "≥ " : ""}${fmtInt(e2e(p))}`;
+    const singlePhase = phases[0];
+    const beaconRps = rps(singlePhase.load);
+    const trackRps = rps(trackPhase.load);
+    const batchedE2e = e2e(batchPhase);
+    const passFail = (ok: boolean) => (ok ? "PASS" : "FAIL");
+
+    const refUs = (r: { result: LoadgenResult; cpu: CpuBreakdown }) => fmtInt((((r.cpu.groups["reference server"] ?? 0) / 100) * r.cpu.wallMs * 1000) / Math.max(r.result.okTotal, 1));
+    const refRows = [
+      ["bare node:http server answering 204 (reads the body)", `${fmtInt(rps(bareRef.result))} req/s`, `p50 ${fmtMs(bareRef.result.latency.p50)} / p99 ${fmtMs(bareRef.result.latency.p99)} ms`, `${refUs(bareRef)} µs`, cpuLine(bareRef.cpu)],
+      ["Beacon's listener (server/http/listen.ts) answering 204", `${fmtInt(rps(listenRef.result))} req/s`, `p50 ${fmtMs(listenRef.result.latency.p50)} / p99 ${fmtMs(listenRef.result.latency.p99)} ms`, `${refUs(listenRef)} µs`, cpuLine(listenRef.cpu)],
+      ["no-op Connect unary handler (TrackEvent, JSON)", `${fmtInt(rps(connectRef.result))} req/s`, `p50 ${fmtMs(connectRef.result.latency.p50)} / p99 ${fmtMs(connectRef.result.latency.p99)} ms`, `${refUs(connectRef)} µs`, cpuLine(connectRef.cpu)],
+      [`Postgres COPY FROM STDIN, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.copyRowsPerSec)} rows/s`, `${fmtInt(pgRef.copyRows)} rows in ${fmtMs(pgRef.copyMs)} ms`, "", "one connection, unpartitioned copy of events with its primary key"],
+      [`Postgres INSERT … SELECT FROM unnest, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.insertRowsPerSec)} rows/s`, `${fmtInt(pgRef.insertRows)} rows in ${fmtMs(pgRef.insertMs)} ms`, "", "the statement shape events-store.ts uses (ON CONFLICT DO NOTHING RETURNING)"],
+    ];
+
+    const figureRows: string[][] = [
+      [`Single-event beacon req/s (${singleLabel}, ${CONNECTIONS} conns)`, fmtInt(beaconRps), `bare node:http ${fmtInt(rps(bareRef.result))}`, fmtRatio(beaconRps / rps(bareRef.result)), `≥ ${fmtInt(TARGETS.beaconRps)}`, passFail(beaconRps >= TARGETS.beaconRps)],
+      [`Accept latency p50 / p99 at that load`, `${fmtMs(singlePhase.load.latency.p50)} / ${fmtMs(singlePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRef.result.latency.p99)} ms`, "", `p99 < ${TARGETS.p99AcceptMs} ms`, passFail(singlePhase.load.latency.p99 < TARGETS.p99AcceptMs)],
+      [`TrackEvent over Connect req/s (JSON, ${CONNECTIONS} conns)${trackPhase === singlePhase ? " [same run as above]" : ""}`, fmtInt(trackRps), `no-op Connect ${fmtInt(rps(connectRef.result))}`, fmtRatio(trackRps / rps(connectRef.result)), "—", ""],
+      [`Batched events/s end to end (${BATCH_SIZE}/batch, ${BATCH_CONNECTIONS} conns, accepted → counted in events)${batchPhase.allStoredAt === undefined ? " [drain cut short: lower bound]" : ""}`, e2eText(batchPhase), `COPY ${fmtInt(pgRef.copyRowsPerSec)} rows/s`, fmtRatio(batchedE2e / pgRef.copyRowsPerSec), `≥ ${fmtInt(TARGETS.batchedEventsPerSec)}`, passFail(batchedE2e >= TARGETS.batchedEventsPerSec)],
+      [`  batched events/s accepted (HTTP answers only)`, fmtInt(evps(batchPhase.load)), `INSERT…unnest ${fmtInt(pgRef.insertRowsPerSec)} rows/s`, fmtRatio(evps(batchPhase.load) / pgRef.insertRowsPerSec), "", ""],
+      [`  batch accept latency p50 / p99`, `${fmtMs(batchPhase.load.latency.p50)} / ${fmtMs(batchPhase.load.latency.p99)} ms`, "", "", "", ""],
+    ];
+    for (const p of phases) {
+      const l = p.lag!;
+      figureRows.push([`Accept → stored lag p95 (${p.name} phase; p50 / p99 / max ${fmtMs(l.p50)} / ${fmtMs(l.p99)} / ${fmtMs(l.max)} ms; ${l.seen}/${l.accepted} samples)`, `${fmtMs(l.p95)} ms`, "", "", `p95 < ${fmtInt(TARGETS.p95LagMs)} ms`, passFail(l.seen > 0 && l.seen === l.accepted && l.p95 < TARGETS.p95LagMs)]);
+    }
+
+    const phaseRows = phases.map((p) => {
+      const statuses = Object.entries(p.load.statuses).map(([s, n]) => `${s}×${fmtInt(n)}`).join(" ");
+      let drained = p.allStoredAt !== undefined ? `all ${fmtInt(p.expected!)} stored ${fmtMs((p.allStoredAt - p.load.endedAt) / 1000)} s after the load ended` : `NOT all stored within ${DRAIN_TIMEOUT_MS / 1000} s: ${fmtInt(p.stored!)} of ${fmtInt(p.expected!)}`;
+      const backlog = p.expected! - (p.storedAtLoadEnd?.count ?? 0);
+      // With a real backlog, the drain shows the store side's rate with no accepts competing.
+      if (p.allStoredAt !== undefined && p.storedAtLoadEnd && backlog > 5_000 && p.allStoredAt - p.storedAtLoadEnd.at > 1_000) {
+        drained += ` (backlog ${fmtInt(backlog)} drained at ${fmtInt(backlog / ((p.allStoredAt - p.storedAtLoadEnd.at) / 1000))} events/s with no load)`;
+      }
+      const elu = (p.traces ?? []).map((t) => `${t.role} ${Math.round(t.trace.eventLoopUtilization * 100)}%`).join(", ");
+      return [p.what, `${fmtInt(rps(p.load))} req/s, ${fmtInt(evps(p.load))} events/s`, statuses, `${drained}; queue peak ${fmtInt(p.maxQueueWaiting ?? 0)} waiting jobs`, elu, cpuLine(p.cpu)];
+    });
+
+    // Issue 5's metrics figures (test/bench/metrics.ts): on unless BENCH_METRICS=0. Its own phases
+    // start their own Beacon; ingestion's processes are stopped first.
+    const metricsText: string[] = [];
+    if (process.env.BENCH_METRICS !== "0") {
+      await stopChild(server);
+      await stopChild(worker);
+      log("metrics bench (test/bench/metrics.ts)");
+      try {
+        const { runMetricsBench } = (await import("./metrics.js")) as { runMetricsBench(): Promise<{ name: string; value: number; unit: string; target?: string; pass?: boolean }[]> };
+        const figures = await runMetricsBench();
+        metricsText.push(
+          table(
+            ["Metrics figure", "Measured", "Target", "Result"],
+            figures.map((f) => [f.name, `${fmtInt(f.value)} ${f.unit}`, f.target ?? "—", f.pass === undefined ? "" : passFail(f.pass)]),
+          ),
+        );
+      } catch (err) {
+        metricsText.push(`metrics bench failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+
+    // Issue 6's realtime figures (test/bench/realtime.ts): accept → TailEvents arrival latency at
+    // 1,000 events/s. On unless BENCH_REALTIME=0.
+    const realtimeText: string[] = [];
+    if (process.env.BENCH_REALTIME !== "0") {
+      await stopChild(server);
+      await stopChild(worker);
+      log("realtime bench (test/bench/realtime.ts)");
+      try {
+        const { runRealtimeBench } = (await import("./realtime.js")) as { runRealtimeBench(): Promise<{ name: string; value: number; unit: string; target?: string; pass?: boolean }[]> };
+        const figures = await runRealtimeBench();
+        realtimeText.push(
+          table(
+            ["Realtime figure", "Measured", "Target", "Result"],
+            figures.map((f) => [f.name, `${f.value.toFixed(1)} ${f.unit}`, f.target ?? "—", f.pass === undefined ? "" : passFail(f.pass)]),
+          ),
+        );
+      } catch (err) {
+        realtimeText.push(`realtime bench failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+
+    // Issue 4's reports bench (test/bench/reports.ts: seeds 10 million events, so it takes several
+    // minutes): on unless BENCH_REPORTS=0. It writes its own `## Reports` section.
+    const reportsText: string[] = [];
+    if (process.env.BENCH_REPORTS !== "0") {
+      await stopChild(server);
+      await stopChild(worker);
+      log("reports bench (test/bench/reports.ts)");
+      try {
+        const { runReportsBench } = (await import("./reports.js")) as { runReportsBench(): Promise<{ name: string; value: number; unit: string; target?: string; pass?: boolean }[]> };
+        const figures = await runReportsBench();
+        reportsText.push(
+          table(
+            ["Reports figure", "Measured", "Target", "Result"],
+            figures.map((f) => [f.name, `${fmtMs(f.value)} ${f.unit}`, f.target ?? "—", f.pass === undefined ? "" : passFail(f.pass)]),
+          ),
+        );
+      } catch (err) {
+        reportsText.push(`reports bench failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+
+    const header = `Beacon ingestion benchmark — ${started.toISOString()}${PROFILE ? " — WITH CPU PROFILING (slower than normal)" : ""}${WHATIF ? ` — WHAT-IF RUN, NOT BEACON AS SHIPPED: ${WHATIF} replaced by no-ops` : ""}`;
+    const machineText = [
+      `CPU: ${machine.cpu}`,
+      `Memory: ${machine.memory}; OS: ${machine.os}`,
+      `Node ${machine.node}; ${machine.postgres}; ${machine.redis}`,
+      `Load average before the run: ${machine.loadBefore}. ${quietText}`,
+      `Each phase: ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured; load generator in its own process, keep-alive HTTP/1.1, no pipelining.`,
+    ];
+    const figuresTable = table(["Figure", "Measured", "Reference (same run)", "Ratio", "Target", "Result"], figureRows);
+    const refsTable = table(["Reference", "Rate", "Latency / size", "Server CPU per request", "CPU during it (% of one core)"], refRows);
+    const phasesTable = table(["Beacon phase", "Accepted (measured window)", "HTTP statuses (whole run)", "Stored", "Event loop busy", "CPU during the load (% of one core)"], phaseRows);
+
+    // CPU per event over load + drain: what each part of the pipeline spends on one event,
+    // robust to how long the phase ran; and the rate those costs allow on this machine's cores.
+    const costGroups = ["beacon server", "beacon worker", "postgres (bench db)", "redis", "load generator", "bench main (sampler, poller)"];
+    const costRows = phases.map((p) => {
+      const all = p.cpuAll!;
+      // Events the meter's CPU went into: all of them, or what was stored when the drain gave up.
+      const events = p.allStoredAt !== undefined ? p.expected! : p.stored!;
+      const usPerEvent = (group: string) => (((all.groups[group] ?? 0) / 100) * all.wallMs * 1000) / Math.max(events, 1);
+      const pipeline = ["beacon server", "beacon worker", "postgres (bench db)", "redis"].reduce((a, g) => a + usPerEvent(g), 0);
+      return [
+        p.name,
+        fmtInt(events),
+        ...costGroups.map((g) => fmtInt(usPerEvent(g))),
+        fmtInt(pipeline),
+        fmtInt((all.cores * 1e6) / pipeline),
+        fmtInt((all.groups["everything else"] ?? 0) + (all.groups["postgres (other)"] ?? 0)) + "%",
+      ];
+    });
+    const costTable = table(
+      ["Phase", "Events", "server µs/event", "worker µs/event", "postgres µs/event", "redis µs/event", "load gen µs/event", "bench µs/event", "pipeline µs/event", `events/s that allows on ${phases[0].cpuAll!.cores} cores`, "other work (avg % of a core)"],
+      costRows,
+    );
+
+    const traceText: string[] = [];
+    for (const p of phases) {
+      for (const { role, trace } of p.traces ?? []) {
+        if (trace.rows.length === 0) continue;
+        traceText.push(`${p.name} phase, ${role} (event loop busy ${Math.round(trace.eventLoopUtilization * 100)}%, CPU ${Math.round(trace.cpuPercent)}% of a core):`);
+        traceText.push(
+          table(
+            ["Step (wall time, call → settled)", "Calls", "Calls/s", "Mean ms", "p50 ms", "p99 ms"],
+            trace.rows.slice(0, 14).map((r) => [r.label, fmtInt(r.count), fmtInt(r.count / (trace.wallMs / 1000)), fmtMs(r.meanMs), fmtMs(r.p50Ms), fmtMs(r.p99Ms)]),
+          ),
+        );
+      }
+    }
+
+    for (const p of phases) {
+      const accepted = evps(p.load);
+      const storedRate = e2e(p);
+      if (Number.isFinite(storedRate) && accepted > storedRate * 1.2) {
+        notes.push(`${p.name} phase: events were accepted at ${fmtInt(accepted)}/s but stored at ${fmtInt(storedRate)}/s end to end, so the ingest queue grew (peak ${fmtInt(p.maxQueueWaiting ?? 0)} waiting jobs) and the accept-to-stored lag grows with the length of the run.`);
+      }
+    }
+    const disturbed: string[] = [];
+    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["listener", listenRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
+      const other = (cpu.groups["everything else"] ?? 0) + (cpu.groups["postgres (other)"] ?? 0);
+      if (other > 15) disturbed.push(`${name} (${Math.round(other)}% of a core)`);
+    }
+    if (disturbed.length) {
+      notes.push(`Other work used CPU during: ${disturbed.join(", ")}. Other work is "everything else" (processes not part of this bench) plus "postgres (other)" (backends of other databases on the shared Postgres); figures of those phases are lower than on a quiet machine, while the CPU-per-event table is less affected.`);
+    }
+    const errorLines: string[] = [];
+    for (const [name, r] of [["bare", bareRef.result], ["listen", listenRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
+      if (r.errorSamples.length || r.socketErrors) errorLines.push(`${name}: ${r.socketErrors} socket errors; ${r.errorSamples.join(" | ")}`);
+    }
+    for (const p of phases) if (p.lag!.refused) errorLines.push(`${p.name}: ${p.lag!.refused} lag samples refused`);
+
+    const profileText: string[] = [];
+    for (const p of phases) {
+      for (const prof of p.profiles ?? []) {
+        profileText.push(`${p.name} phase, ${prof.role} (${fmtMs(prof.summary.totalMs)} ms of CPU sampled):`);
+        profileText.push(`  by package: ${prof.summary.byPackage.map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
+        profileText.push(`  by nearest Beacon frame: ${prof.summary.byBeaconFrame.slice(0, 8).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join("; ")}`);
+        profileText.push(`  top self: ${prof.summary.topSelf.slice(0, 8).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join("; ")}`);
+      }
+    }
+
+    const out = [
+      header,
+      "",
+      ...machineText,
+      "",
+      figuresTable,
+      "",
+      refsTable,
+      "",
+      phasesTable,
+      "",
+      "CPU per event, from the start of each load until all its events were stored (server + worker + Postgres backends of the bench database + Redis = pipeline):",
+      costTable,
+      ...(notes.length ? ["", ...notes.map((n) => `Note: ${n}`)] : []),
+      ...(errorLines.length ? ["", "Refusals and errors:", ...errorLines] : []),
+      ...(metricsText.length ? ["", ...metricsText] : []),
+      ...(realtimeText.length ? ["", ...realtimeText] : []),
+      ...(reportsText.length ? ["", ...reportsText] : []),
+      ...(traceText.length ? ["", "Step timings (BENCH_TRACE=1):", ...traceText] : []),
+      ...(profileText.length ? ["", "CPU profiles:", ...profileText] : []),
+    ].join("\n");
+    process.stdout.write(`${out}\n`);
+
+    if (WRITE_DOC) {
+      const section = [
+        "## Ingestion",
+        "",
+        "Written by `npm run bench` (test/bench/main.ts); every figure and ratio in this section was measured in one run, on the machine described.",
+        "Targets (issue 3): ≥ 10,000 single-event beacon requests/s and ≥ 50,000 batched events/s end to end, p99 accept latency < 20 ms at that load, p95 accept-to-stored lag < 2 s — on 2 cores shared by the server, the worker, Postgres, Redis and the load generator.",
+        "",
+        `### Run of ${started.toISOString()}${PROFILE ? " (with CPU profiling: slower than normal)" : ""}`,
+        "",
+        ...machineText.map((l) => `- ${l}`),
+        "",
+        "#### Figures",
+        "",
+        figuresTable,
+        "",
+        "#### References (same run)",
+        "",
+        refsTable,
+        "",
+        "#### Beacon phases",
+        "",
+        phasesTable,
+        "",
+        "#### CPU per event",
+        "",
+        "From the start of each phase's load until all its events were stored. Pipeline = server + worker + Postgres backends of the bench database + Redis; the last columns are the rate those costs would allow if the pipeline had every core to itself.",
+        "",
+        costTable,
+        ...(notes.length ? ["", ...notes.map((n) => `- Note: ${n}`)] : []),
+        ...(errorLines.length ? ["", "Refusals and errors:", "", ...errorLines.map((l) => `- ${l}`)] : []),
+        ...(traceText.length ? ["", "#### Step timings (BENCH_TRACE=1)", "", ...traceText.flatMap((t) => [t, ""])] : []),
+        ...(profileText.length ? ["", "#### CPU profiles", "", "```", ...profileText, "```"] : []),
+        "",
+        "### How it is measured",
+        "",
+        "- Beacon runs as two processes started with `start()` from server/main.ts: `--role server` (HTTP/Connect, accept → ingest buffer → BullMQ) and `--role worker` (enrich → sessions → Postgres), on a fresh database `beacon_t_bench_*` and Redis prefix `beacon-bench-*`, both removed at the end.",
+        "- The load generator (test/bench/loadgen.ts) is a separate Node process with raw keep-alive HTTP/1.1 sockets to 127.0.0.1, no pipelining: each connection sends its next request when the previous answer is complete (closed loop). Requests per second count 2xx answers completed in the measured window, after the warm-up; latency is from writing a request to the end of its answer, over the measured window.",
+        "- Visitors vary as in real traffic: 20,000 client ids and `X-Forwarded-For` addresses for single events, ten user agents, ten pages; each batch comes from 50 visitors and a new first visitor (the per-visitor rate limit charges a whole batch to its first event's visitor).",
+        "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204, the same handler behind Beacon's listener (server/http/listen.ts), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",
+        "- Batched events/s end to end = every event the batched phase had accepted (warm-up included, plus the lag samples) ÷ (time the stored count for the site first reached that number − time the first request was sent); the count is polled every 200 ms after the load ends.",
+        "- Accept → stored lag: during each phase's measured window a sampler sends ~20 TrackEvent calls/s with an event id and a client timestamp through the same acceptor, buffer, queue and worker; a poller looks them up by primary key every 100 ms; lag = first poll that sees the row − its `received_at` (set at accept). Resolution 100 ms, on the late side.",
+        "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
+        "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
+        "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_NO_DOC=1.",
+        "",
+      ].join("\n");
+      writeDocSection("Ingestion", section);
+      if (metricsText.length) writeDocSection("Metrics", ["## Metrics", "", `Measured by test/bench/metrics.ts in \`npm run bench\` on ${started.toISOString()}.`, "", ...metricsText, ""].join("\n"));
+      if (realtimeText.length) writeDocSection("Realtime", ["## Realtime", "", `Measured by test/bench/realtime.ts in \`npm run bench\` on ${started.toISOString()}.`, "", ...realtimeText, ""].join("\n"));
+      log("wrote the Ingestion section of docs/benchmarks.md");
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    if (!interrupted) await cleanup();
+  }
+}
+
+await main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
