@@ -3,43 +3,19 @@
 // Events are deduplicated by (site_id, ts, event_id); only the events actually inserted update
 // their sessions, in the same transaction, so a retried batch changes nothing twice.
 import type { Pool, PoolClient } from "pg";
+import type { EnrichedEvent } from "../core/ingest/enrich.js";
 import { ensurePartitions, isMissingPartitionError, forgetPartitions } from "./partitions.js";
 
-export interface StoredEvent {
-  siteId: string;
-  ts: number;
-  eventId: string;
-  name: string;
-  visitorId: bigint;
+/**
+ * An enriched event with its visit assigned: one row of the events table. The visitor id is the
+ * one the visit runs under (yesterday's, for a visit that crossed midnight UTC).
+ */
+export type StoredEvent = Omit<EnrichedEvent, "visitorIdYesterday" | "props"> & {
   sessionId: bigint;
+  /** Start of the visit: the sessions table's partition key. */
   sessionStartedAt: number;
-  hostname: string;
-  pathname: string;
-  title: string;
-  referrer: string;
-  referrerSource: string;
-  referrerMedium: string;
-  utmSource: string;
-  utmMedium: string;
-  utmCampaign: string;
-  utmTerm: string;
-  utmContent: string;
-  clickId: string;
-  country: string;
-  region: string;
-  city: string;
-  browser: string;
-  browserVersion: string;
-  os: string;
-  osVersion: string;
-  deviceType: string;
-  screen: string;
-  language: string;
-  classification: number;
   props: Record<string, unknown>;
-  revenue: number | null;
-  receivedAt: number;
-}
+};
 
 const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => unknown][] = [
   ["site_id", "uuid", (e) => e.siteId],

@@ -276,7 +276,7 @@ export function generateFixture(seed: number, specs: FixtureSiteSpec[], options:
         deviceType: visitor.agent.device,
         screen: visitor.agent.screen,
         language: visitor.language,
-        classification: visitor.classification,
+        classification: visitor.classification as 1 | 2,
         props: body.props,
         revenue: body.revenue,
         receivedAt: ts,
