@@ -14,7 +14,8 @@
 //     a newsletter with UTM tags) on the visit's first event, 60 countries (Zipf-like, cities for
 //     the first ten), 3 device types with browsers and OSes to match; 2% bots (one pageview);
 //   - the session row is what ingestion (server/db/events-store.ts) would have made of those
-//     events: started_at/ended_at = first/last event, entry/exit = first/last pageview, counts,
+//     events: started_at/ended_at = first/last event, entry/exit page and time = first/last
+//     pageview, counts,
 //     is_bounce = at most one pageview and one event, duration = ended_at − started_at in whole
 //     seconds, source/country/device/classification of the first event.
 import type { Pool } from "pg";
@@ -146,10 +147,13 @@ v as materialized (
   join ctry on ctry.i = b.country_i
 ),
 visits as (
-  insert into sessions (site_id, session_id, visitor_id, started_at, ended_at, entry_page, exit_page, pageviews, events, is_bounce, duration_seconds,
+  insert into sessions (site_id, session_id, visitor_id, started_at, ended_at, entry_page, entry_at, exit_page, exit_at, pageviews, events, is_bounce, duration_seconds,
     referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign, country, region, city, browser, os, device_type, classification)
   select v.site_id, v.session_id, v.visitor_id, v.started_at, v.started_at + (v.ev - 1) * v.gap_ms * interval '1 millisecond',
-    ${pathOf(pageRank("1"))}, ${pathOf(pageRank("v.pv"))}, v.pv, v.ev, v.pv <= 1 and v.ev <= 1,
+    ${pathOf(pageRank("1"))}, v.started_at,
+    -- The last pageview is the last event, or the one before it when the custom event comes last.
+    ${pathOf(pageRank("v.pv"))}, v.started_at + (case when v.custom_at > 0 and v.custom_at <= v.pv then v.pv else v.pv - 1 end) * v.gap_ms * interval '1 millisecond',
+    v.pv, v.ev, v.pv <= 1 and v.ev <= 1,
     extract(epoch from (v.ev - 1) * v.gap_ms * interval '1 millisecond')::int,
     v.source, v.medium, v.utm_source, v.utm_medium, v.utm_campaign, v.country, v.region, v.city, v.browser, v.os, v.device_type, v.classification
   from v

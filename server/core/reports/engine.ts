@@ -42,12 +42,15 @@ export class ReportEngine {
 
   async run(q: ReportQuery): Promise<ReportResult> {
     const goalDim = q.dimensions.some((d) => d.kind === "goal");
-    const [main, totalsRun] = await Promise.all([
-      this.collect(q, q.dimensions),
-      // Totals over the same filter without dimensions; with a goal dimension, over all traffic,
-      // which is what goal conversion rates divide by.
-      this.collect({ ...q, dimensions: [] }, []),
-    ]);
+    const [main, totalsRun] = q.dimensions.length === 0
+      // Without dimensions the one row is the totals: collecting them twice doubled the work.
+      ? await this.collect(q, []).then((only) => [only, only])
+      : await Promise.all([
+        this.collect(q, q.dimensions),
+        // Totals over the same filter without dimensions; with a goal dimension, over all traffic,
+        // which is what goal conversion rates divide by.
+        this.collect({ ...q, dimensions: [] }, []),
+      ]);
     const totalGroup = totalsRun.groups.values()[0];
     const baseVisitors = goalDim ? (totalGroup?.visitors.count() ?? 0) : undefined;
     const rows = main.groups.values().map((g) => ({ group: g, metrics: metricValues(q.metrics, g, baseVisitors) }));

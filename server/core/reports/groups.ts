@@ -25,7 +25,7 @@ export class Distinct {
     if (other.sketch === null && other.exactCount === 0) return;
     if (this.sketch === null && this.exactCount === 0) {
       this.exactCount = other.exactCount;
-      this.sketch = other.sketch ? VisitorSketch.decode(other.sketch.encode()) : null;
+      this.sketch = other.sketch ? other.sketch.clone() : null;
       return;
     }
     if (!this.sketch || !other.sketch) throw new Error("cannot merge plain distinct counts");

@@ -106,7 +106,7 @@ export async function readRollups(
     const groupBy = [timeDim ? `r.${column}` : "", "r.value"].filter(Boolean).join(", ");
     const text = `select ${bucketSelect}r.value, sum(r.pageviews) as pageviews, sum(r.events) as events, sum(r.revenue) as revenue,
   sum(r.visits) as visits, sum(r.bounces) as bounces, sum(r.duration_seconds) as duration, sum(r.session_pageviews) as session_pageviews
-  ${withVisitors ? ", array_agg(r.visitors) as visitors" : ""}
+  ${withVisitors ? ", string_agg(int4send(length(r.visitors)) || r.visitors, ''::bytea) as visitors" : ""}
 from ${table} r
 where r.site_id = ${site} and r.dimension = ${dim} and r.${column} = any(${list}::${column === "day" ? "date" : "timestamptz"}[]) and r.classification = any(${classes}::int2[]) and ${where}
 group by ${groupBy}`;
@@ -120,7 +120,14 @@ group by ${groupBy}`;
       const group = groups.get(key);
       if (need.events) {
         const sketch = new VisitorSketch();
-        for (const bytes of row.visitors as Buffer[]) sketch.merge(VisitorSketch.decode(bytes));
+        // The group's sketches, each after its length as 4 bytes: one bytea, which pg turns into a
+        // Buffer natively (a bytea[] went through a JavaScript array parser at ~200 ms a megabyte).
+        const all = row.visitors as Buffer;
+        for (let offset = 0; offset + 4 <= all.length; ) {
+          const length = all.readUInt32BE(offset);
+          sketch.mergeEncoded(all.subarray(offset + 4, offset + 4 + length));
+          offset += 4 + length;
+        }
         group.addEvents(Number(row.pageviews), Number(row.events), Number(row.revenue), Distinct.ofSketch(sketch), Distinct.ofSketch(new VisitorSketch()));
       }
       if (need.sessions) group.addSessions(Number(row.visits), Number(row.bounces), Number(row.duration), Number(row.session_pageviews));
