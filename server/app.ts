@@ -24,6 +24,7 @@ import type { Logger } from "./logger.js";
 import { RedisUsage } from "./core/usage.js";
 import { Acceptor } from "./core/ingest/accept.js";
 import { IngestBuffer } from "./core/ingest/buffer.js";
+import { IngestBackpressure } from "./core/ingest/backpressure.js";
 import { RateLimiter } from "./core/ingest/rate-limit.js";
 import { SiteDirectory } from "./core/ingest/sites.js";
 import type { VisitorHasher } from "./core/enrich/visitor.js";
@@ -86,7 +87,15 @@ export function build(deps: AppDeps): App {
   const engine = new ReportEngine(() => sqlPool(orm), { rollups: config.reportRollups });
   const realtime = new RealtimeState(redis, config.redisPrefix);
   const buffer = new IngestBuffer((hits) => deps.producer.write(hits));
-  const acceptor = new Acceptor({ redis, prefix: config.redisPrefix, buffer, rateLimiter: new RateLimiter(redis, config.redisPrefix), hasher: deps.hasher, usage });
+  const acceptor = new Acceptor({
+    redis,
+    prefix: config.redisPrefix,
+    buffer,
+    rateLimiter: new RateLimiter(redis, config.redisPrefix),
+    hasher: deps.hasher,
+    usage,
+    backpressure: new IngestBackpressure(redis, config.redisPrefix, { maxQueueWaitMs: config.ingestMaxQueueWaitMs }),
+  });
   const metricProducer = deps.metricProducer ?? createMetricProducer(redis, config.redisPrefix);
   const metricBuffer = new IngestBuffer<AcceptedMetricPoint>((points) => metricProducer.writePoints(points), { maxEvents: 1000, maxWaitMs: 4 });
   const metricCatalog = new MetricCatalog(orm);
@@ -177,6 +186,7 @@ export function build(deps: AppDeps): App {
       await hub.close();
       await buffer.close();
       await metricBuffer.close();
+      await usage.close();
       if (!deps.metricProducer) await metricProducer.close();
     },
   };

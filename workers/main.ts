@@ -23,7 +23,7 @@ import { LiveEventPublisher } from "../server/core/streams/live-events.js";
 import type { SubscriptionQueryRunner } from "../server/core/streams/subscriptions.js";
 import { createSubscriptionDeliveryProcessor, createSubscriptionTickProcessor } from "./processors/subscriptions.js";
 import type { SubscriptionDeliveryJob, SubscriptionTickJob } from "./queues.js";
-import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, INGEST_QUEUE_WAIT_TTL_MS, type IngestBatchJob, ingestQueueWaitKey, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -68,9 +68,10 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   const geo = await createGeoLookup({ cityDbPath: deps.geoCityDbPath });
   const realtime = new RealtimeState(deps.connection(), prefix);
   const live = new LiveEventPublisher(deps.connection(), prefix);
+  const ingestRedis = deps.connection();
   const ingest = createIngestProcessor({
     orm: deps.orm,
-    redis: deps.connection(),
+    redis: ingestRedis,
     prefix,
     geo,
     hasher: deps.hasher,
@@ -91,18 +92,23 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     { name: JOB_NAMES.applyRetention, data: { kind: "apply-retention" }, opts: DEFAULT_JOB_OPTIONS },
   );
 
+  const ingestWorker = new Worker<IngestBatchJob>(QUEUES.ingest, ingest, {
+    connection: deps.connection(),
+    prefix,
+    concurrency: deps.ingestConcurrency ?? 4,
+    lockDuration: deps.lockMs ?? 30_000,
+    // A batch whose worker died is taken over by another; only a batch that kills workers
+    // repeatedly (five times) is given up on as failed.
+    maxStalledCount: 5,
+    stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
+    settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
+  });
+  // Nothing waits any more: the queue is not behind, whatever the last batch had waited.
+  ingestWorker.on("drained", () => {
+    ingestRedis.set(ingestQueueWaitKey(prefix), 0, "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
+  });
   const workers = [
-    new Worker<IngestBatchJob>(QUEUES.ingest, ingest, {
-      connection: deps.connection(),
-      prefix,
-      concurrency: deps.ingestConcurrency ?? 4,
-      lockDuration: deps.lockMs ?? 30_000,
-      // A batch whose worker died is taken over by another; only a batch that kills workers
-      // repeatedly (five times) is given up on as failed.
-      maxStalledCount: 5,
-      stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
-      settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
-    }),
+    ingestWorker,
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),
     new Worker(QUEUES.rollups, createRollupProcessor(deps.orm, logger), { connection: deps.connection(), prefix, concurrency: 1 }),
   ];

@@ -29,6 +29,18 @@ export const QUEUES = {
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
+/**
+ * How long the ingest batch a worker last started had waited in the queue (first attempts only),
+ * in ms: the worker sets it as it takes each batch, servers read it to refuse new events while
+ * the queue is this far behind (backpressure). Expires when no worker takes batches.
+ */
+export function ingestQueueWaitKey(prefix: string): string {
+  return `${prefix}:ingest:queue-wait-ms`;
+}
+
+/** How long an ingestQueueWaitKey reading lasts: older than this it says nothing (no worker is taking batches). */
+export const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
+
 export interface IngestBatchJob {
   hits: RawHit[];
 }

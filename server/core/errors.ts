@@ -104,11 +104,11 @@ export class QuotaExceededError extends BeaconError {
   }
 }
 
-/** A dependency (Redis, Postgres) cannot take the work right now (Unavailable, 503). */
+/** A dependency (Redis, Postgres) cannot take the work right now (Unavailable, 503, with Retry-After when known). */
 export class UnavailableError extends BeaconError {
   override name = "UnavailableError";
   readonly reason = "UNAVAILABLE" as const;
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, readonly retryAfterSeconds?: number) {
+    super(message, "", retryAfterSeconds === undefined ? {} : { retry_after_seconds: String(retryAfterSeconds) });
   }
 }

@@ -38,6 +38,14 @@ export interface RealtimeSnapshot {
   pageviewsByMinute: { time: number; pageviews: number }[];
 }
 
+/** One site's share of a recorded batch. */
+interface SiteBatch {
+  lastSeen: Map<string, number>;
+  page: Map<string, { ts: number; where: string }>;
+  firstOther: Map<string, string>;
+  minutes: Map<number, number>;
+}
+
 export class RealtimeState {
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
 
@@ -45,30 +53,46 @@ export class RealtimeState {
     return `${this.prefix}:rt:${siteId}:${part}`;
   }
 
-  /** Records stored events (people only; bots do not make a site "live"). */
+  /**
+   * Records stored events (people only; bots do not make a site "live"). A batch costs a few
+   * commands per site, whatever its size: one ZADD of every visitor's latest time, one HSET of
+   * where each visitor is, one counter per minute.
+   */
   async record(events: RealtimeEvent[], now = Date.now()): Promise<void> {
-    const people = events.filter((e) => e.classification === 1 && e.ts > now - MINUTES_KEPT * MINUTE);
-    if (people.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    const sites = new Set<string>();
-    for (const e of people) {
-      sites.add(e.siteId);
+    const sites = new Map<string, SiteBatch>();
+    for (const e of events) {
+      if (e.classification !== 1 || e.ts <= now - MINUTES_KEPT * MINUTE) continue;
+      let site = sites.get(e.siteId);
+      if (!site) sites.set(e.siteId, (site = { lastSeen: new Map(), page: new Map(), firstOther: new Map(), minutes: new Map() }));
       const visitor = e.visitorId.toString();
-      // GT: a late event never moves a visitor's last-seen time backwards.
-      pipeline.zadd(this.key(e.siteId, "active"), "GT", e.ts, visitor);
+      site.lastSeen.set(visitor, Math.max(site.lastSeen.get(visitor) ?? 0, e.ts));
       if (e.name === "pageview") {
-        pipeline.hset(this.key(e.siteId, "where"), visitor, JSON.stringify([e.pathname, e.country, e.referrerSource]));
+        // The visitor's latest pageview says where it is; an older one of the batch never wins.
+        const current = site.page.get(visitor);
+        if (!current || e.ts >= current.ts) site.page.set(visitor, { ts: e.ts, where: JSON.stringify([e.pathname, e.country, e.referrerSource]) });
         const minute = Math.floor(e.ts / MINUTE) * MINUTE;
-        pipeline.incr(this.key(e.siteId, `pv:${minute}`));
-        pipeline.pexpire(this.key(e.siteId, `pv:${minute}`), (MINUTES_KEPT + 2) * MINUTE);
-      } else {
-        pipeline.hsetnx(this.key(e.siteId, "where"), visitor, JSON.stringify([e.pathname, e.country, e.referrerSource]));
+        site.minutes.set(minute, (site.minutes.get(minute) ?? 0) + 1);
+      } else if (!site.firstOther.has(visitor)) {
+        site.firstOther.set(visitor, JSON.stringify([e.pathname, e.country, e.referrerSource]));
       }
     }
-    for (const site of sites) {
-      pipeline.zremrangebyscore(this.key(site, "active"), "-inf", now - ACTIVE_WINDOW_MS);
-      pipeline.pexpire(this.key(site, "active"), ACTIVE_WINDOW_MS * 2);
-      pipeline.pexpire(this.key(site, "where"), ACTIVE_WINDOW_MS * 2);
+    if (sites.size === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const [siteId, site] of sites) {
+      const active = this.key(siteId, "active");
+      const where = this.key(siteId, "where");
+      // GT: a late event never moves a visitor's last-seen time backwards.
+      pipeline.zadd(active, "GT", ...[...site.lastSeen].flatMap(([visitor, ts]) => [ts, visitor]));
+      if (site.page.size > 0) pipeline.hset(where, ...[...site.page].flatMap(([visitor, p]) => [visitor, p.where]));
+      // Other events place a visitor only until a pageview does.
+      for (const [visitor, entry] of site.firstOther) if (!site.page.has(visitor)) pipeline.hsetnx(where, visitor, entry);
+      for (const [minute, count] of site.minutes) {
+        pipeline.incrby(this.key(siteId, `pv:${minute}`), count);
+        pipeline.pexpire(this.key(siteId, `pv:${minute}`), (MINUTES_KEPT + 2) * MINUTE);
+      }
+      pipeline.zremrangebyscore(active, "-inf", now - ACTIVE_WINDOW_MS);
+      pipeline.pexpire(active, ACTIVE_WINDOW_MS * 2);
+      pipeline.pexpire(where, ACTIVE_WINDOW_MS * 2);
     }
     await pipeline.exec();
   }

@@ -23,6 +23,7 @@ import {
   PayloadTooLargeError,
   PermissionDeniedError,
   RateLimitedError,
+  UnavailableError,
   UnauthenticatedError,
 } from "../core/errors.js";
 import { canReachSite, type Principal, roleAllows } from "../core/roles.js";
@@ -440,6 +441,7 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
       const status = STATUS_OF[error.reason];
       const headers: Record<string, string> = {};
       if (error instanceof RateLimitedError) headers["Retry-After"] = String(error.retryAfterSeconds);
+      if (error instanceof UnavailableError && error.retryAfterSeconds !== undefined) headers["Retry-After"] = String(error.retryAfterSeconds);
       // The rest of an oversized body is not read, so the connection cannot carry another request.
       if (error instanceof PayloadTooLargeError && req.httpVersionMajor < 2) headers.Connection = "close";
       return { status, headers, json: { error: error.reason.toLowerCase(), message: error.message, ...(error.field ? { field: error.field } : {}) } };

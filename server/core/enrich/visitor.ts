@@ -23,40 +23,60 @@ function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac("sha256", key).update(data).digest();
 }
 
+/** Ids remembered per hasher: a visitor's events mostly arrive close together. */
+const ID_CACHE_SIZE = 50_000;
+
+/** A Map that forgets its oldest insertion beyond `size` entries. */
+class BoundedCache<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly size: number) {}
+
+  get(key: string, compute: () => V): V {
+    let value = this.map.get(key);
+    if (value === undefined) {
+      value = compute();
+      if (this.map.size >= this.size) this.map.delete(this.map.keys().next().value as string);
+      this.map.set(key, value);
+    }
+    return value;
+  }
+}
+
 export function createVisitorHasher(secret: string): VisitorHasher {
   if (typeof secret !== "string" || secret.length === 0) {
     throw new Error("visitor hasher needs a non-empty secret");
   }
   // Salts are derived, not stored: every process computes the same one and yesterday's is unrecoverable without the secret.
-  const salts = new Map<string, Buffer>();
-  const saltFor = (day: string): Buffer => {
-    let salt = salts.get(day);
-    if (!salt) {
-      salt = hmac(secret, "salt:" + day);
-      if (salts.size >= 8) salts.delete(salts.keys().next().value as string);
-      salts.set(day, salt);
-    }
-    return salt;
+  const salts = new BoundedCache<Buffer>(8);
+  const saltFor = (day: string): Buffer => salts.get(day, () => hmac(secret, "salt:" + day));
+  // An HMAC costs a few µs, most of it setting up the key; the accept path and the worker ask
+  // for the same visitor's id again and again, so ids are remembered (keyed by everything that
+  // goes into them, so a hit is always the value the HMAC would give).
+  const ids = new BoundedCache<bigint>(ID_CACHE_SIZE);
+  const days = new BoundedCache<string>(8);
+  const dayOf = (ms: number): string => {
+    const n = Math.floor(ms / DAY_MS);
+    return days.get(String(n), () => utcDay(new Date(n * DAY_MS)));
   };
 
-  const visitorId = (siteId: string, ip: string, userAgent: string, day: string): bigint =>
-    first63Bits(hmac(saltFor(day), `${siteId}\0${ip}\0${userAgent}`));
+  const visitorId = (siteId: string, ip: string, userAgent: string, day: string): bigint => {
+    const data = `${siteId}\0${ip}\0${userAgent}`;
+    return ids.get(`${day}\0${data}`, () => first63Bits(hmac(saltFor(day), data)));
+  };
 
   return {
     visitorId,
     visitorIdsAround(siteId, ip, userAgent, at) {
+      const ms = at.getTime();
       return {
-        today: visitorId(siteId, ip, userAgent, utcDay(at)),
-        yesterday: visitorId(siteId, ip, userAgent, utcDay(new Date(at.getTime() - DAY_MS))),
+        today: visitorId(siteId, ip, userAgent, dayOf(ms)),
+        yesterday: visitorId(siteId, ip, userAgent, dayOf(ms - DAY_MS)),
       };
     },
     clientVisitorId(siteId, clientId) {
-      return first63Bits(hmac(secret, `client:${siteId}\0${clientId}`));
+      const data = `client:${siteId}\0${clientId}`;
+      return ids.get(data, () => first63Bits(hmac(secret, data)));
     },
     utcDay,
   };
-}
-
-export function sessionIdFor(siteId: string, visitorId: bigint, startedAt: number): bigint {
-  return first63Bits(hmac("beacon-session", `${siteId}\0${visitorId.toString()}\0${startedAt}`));
 }

@@ -7,6 +7,7 @@ import { checkEventName, sanitizeProperties, sanitizeString, sanitizeUrl } from 
 import type { VisitorHasher } from "../enrich/visitor.js";
 import { RateLimitedError } from "../errors.js";
 import type { RedisUsage } from "../usage.js";
+import type { IngestBackpressure } from "./backpressure.js";
 import type { IngestBuffer } from "./buffer.js";
 import type { IncomingEvent, RawHit, RequestContext } from "./hit.js";
 import type { RateLimit, RateLimiter } from "./rate-limit.js";
@@ -59,6 +60,8 @@ export interface AcceptorDeps {
   rateLimiter: RateLimiter;
   hasher: VisitorHasher;
   usage: RedisUsage;
+  /** Refuses new events while the queue is far behind (absent: never). */
+  backpressure?: Pick<IngestBackpressure, "check">;
   limits?: AcceptLimits;
 }
 
@@ -87,6 +90,7 @@ export class Acceptor {
     }
     const { hits, errors } = this.validate(site, events, ctx);
     if (hits.length === 0) return { accepted: [], errors, ignoredDoNotTrack: false };
+    this.deps.backpressure?.check(ctx.receivedAt);
     await this.checkRateLimits(site, hits.map((h) => h.hit), ctx);
     await this.pinDuplicateTimes(
       hits
@@ -94,8 +98,8 @@ export class Acceptor {
         .map((h) => h.hit),
     );
     await this.deps.buffer.add(hits.map((h) => h.hit));
-    // Usage is informational (GetQuotas): a failed count must not fail an accepted request.
-    void this.deps.usage.addEvents(site.organisationId, hits.length).catch(() => {});
+    // Usage is informational (GetQuotas), counted in memory and written to Redis in the background.
+    this.deps.usage.addEvents(site.organisationId, hits.length);
     return { accepted: hits.map(({ index, hit }) => ({ index, eventId: hit.eventId })), errors, ignoredDoNotTrack: false };
   }
 
@@ -160,20 +164,40 @@ export class Acceptor {
     };
   }
 
+  /**
+   * One all-or-nothing check per request: the site's limit for all of its events, and each
+   * visitor's limits for that visitor's own events (a backend's batch of many users' events is not
+   * charged to its first user). Visitors are told apart as the worker will: user or client id,
+   * else IP and user agent.
+   */
   private async checkRateLimits(site: IngestSite, hits: RawHit[], ctx: RequestContext): Promise<void> {
-    const first = hits[0];
-    const who = first.userId || first.clientId
-      ? this.deps.hasher.clientVisitorId(site.id, first.userId || first.clientId)
-      : this.deps.hasher.visitorId(site.id, ctx.ip, ctx.userAgent, this.deps.hasher.utcDay(new Date(ctx.receivedAt)));
-    const limits: RateLimit[] = [
-      { key: `v:${site.id}:${who}`, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000 },
-      { key: `s:${site.id}`, limit: site.settings.eventsPerSitePerSecond, windowMs: 1_000 },
-    ];
+    const { hasher } = this.deps;
+    const day = hasher.utcDay(new Date(ctx.receivedAt));
+    const perVisitor = new Map<string, { events: number; custom: number }>();
+    let custom = 0;
+    for (const hit of hits) {
+      const identity = hit.userId || hit.clientId;
+      const who = String(identity ? hasher.clientVisitorId(site.id, identity) : hasher.visitorId(site.id, hit.ip, hit.userAgent, day));
+      let counts = perVisitor.get(who);
+      if (!counts) perVisitor.set(who, (counts = { events: 0, custom: 0 }));
+      counts.events++;
+      if (hit.name !== PAGEVIEW) {
+        counts.custom++;
+        custom++;
+      }
+    }
+    const limits: RateLimit[] = [{ key: `s:${site.id}`, limit: site.settings.eventsPerSitePerSecond, windowMs: 1_000, cost: hits.length }];
+    for (const [who, counts] of perVisitor) {
+      limits.push({ key: `v:${site.id}:${who}`, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000, cost: counts.events });
+    }
     const checks: Promise<void>[] = [this.admit(limits, hits.length, ctx.receivedAt, "too many events")];
-    const custom = hits.filter((h) => h.name !== PAGEVIEW).length;
     if (custom > 0 && site.settings.customEventsPerSessionPerMinute > 0) {
       // 003 limits custom events per session; a visit is the visitor's events within the timeout.
-      checks.push(this.admit([{ key: `c:${site.id}:${who}`, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000 }], custom, ctx.receivedAt, "too many custom events for this session"));
+      const customLimits: RateLimit[] = [];
+      for (const [who, counts] of perVisitor) {
+        if (counts.custom > 0) customLimits.push({ key: `c:${site.id}:${who}`, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000, cost: counts.custom });
+      }
+      checks.push(this.admit(customLimits, custom, ctx.receivedAt, "too many custom events for this session"));
     }
     await Promise.all(checks);
   }

@@ -2,9 +2,9 @@
 // state (session id, start, last event) lives in Redis so every worker agrees, and is updated
 // for a whole batch in one script call. A retried batch meets the state its first attempt left
 // and derives the same sessions: an event never more than `timeout` after the last one joins
-// it, and new session ids are a hash of (site, visitor, start), not a counter.
+// it, and new session ids are a hash of (site, visitor, start), not a counter: the script takes
+// the first 60 bits of SHA-1 of them (as "0x…", a positive int8), computed only when a visit starts.
 import type { Redis } from "ioredis";
-import { sessionIdFor } from "../enrich/visitor.js";
 import type { EnrichedEvent } from "./enrich.js";
 
 export interface SessionAssignment {
@@ -15,7 +15,8 @@ export interface SessionAssignment {
   visitorId: bigint;
 }
 
-// ARGV: ttlSeconds, then per event: keyToday, keyYesterday ('' if none), ts, timeoutMs, newId.
+// ARGV: ttlSeconds, then per event: keyToday, keyYesterday ('' if none), ts, timeoutMs, seed
+// (site and visitor, from which a new session's id is derived).
 // Returns per event: id, start, usedYesterday (0/1).
 const SCRIPT = `
 local ttl = tonumber(ARGV[1])
@@ -23,7 +24,7 @@ local out = {}
 local i = 2
 while i <= #ARGV do
   local keyToday, keyYesterday = ARGV[i], ARGV[i + 1]
-  local ts, timeout, newId = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local ts, timeout, seed = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
   local key = keyToday
   local today = redis.call('HMGET', keyToday, 'id', 'start', 'last')
   local s = today
@@ -37,7 +38,7 @@ while i <= #ARGV do
     if ts > tonumber(s[3]) then redis.call('HSET', key, 'last', ts) end
   else
     key = keyToday
-    id, start = newId, tostring(ts)
+    id, start = '0x' .. string.sub(redis.sha1hex(seed .. '/' .. ARGV[i + 2]), 1, 15), ARGV[i + 2]
     -- An event older than the visitor's current session (a batch retried late) gets the session
     -- it got the first time, but must not replace the current one: later events belong to that.
     if not today[1] or ts > tonumber(today[3]) then
@@ -74,7 +75,7 @@ export class SessionTracker {
         event.visitorIdYesterday === null ? "" : this.key(event.siteId, event.visitorIdYesterday),
         event.ts,
         timeout,
-        sessionIdFor(event.siteId, event.visitorId, event.ts).toString(),
+        `beacon-session/${event.siteId}/${event.visitorId}`,
       );
     }
     // Keep state a little longer than the longest timeout, so late retries still find it.

@@ -82,16 +82,27 @@ export function decodeLiveMessage(payload: string): LiveEvent[] {
 export class LiveEventPublisher {
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
 
+  /**
+   * Publishes stored events to their sites' channels. Encoding every event cost the worker more
+   * than anything but enrichment and the insert, mostly for sites nobody watches: channels are
+   * asked for their subscribers first (one command), and only watched sites' events are encoded.
+   * The events are stored by then, so a stream that subscribes after the question was answered
+   * started after they were stored, and missing them is what it would see anyway.
+   */
   async publish(events: readonly StoredEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const bySite = new Map<string, LiveEvent[]>();
+    const bySite = new Map<string, StoredEvent[]>();
     for (const event of events) {
       let list = bySite.get(event.siteId);
       if (!list) bySite.set(event.siteId, (list = []));
-      list.push(toLiveEvent(event));
+      list.push(event);
     }
+    const channels = [...bySite.keys()].map((siteId) => liveEventsChannel(this.prefix, siteId));
+    const counts = (await this.redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
     const pipeline = this.redis.pipeline();
-    for (const [siteId, list] of bySite) pipeline.publish(liveEventsChannel(this.prefix, siteId), encodeLiveMessage(list));
-    await pipeline.exec();
+    [...bySite.values()].forEach((list, i) => {
+      if (Number(counts[i * 2 + 1]) > 0) pipeline.publish(channels[i], encodeLiveMessage(list.map(toLiveEvent)));
+    });
+    if (pipeline.length > 0) await pipeline.exec();
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createVisitorHasher, sessionIdFor, utcDay } from "../../../server/core/enrich/visitor.js";
+import { createVisitorHasher, utcDay } from "../../../server/core/enrich/visitor.js";
 
 const MAX_63 = (1n << 63n) - 1n;
 const UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0";
@@ -57,22 +57,19 @@ describe("visitor hasher", () => {
     expect(hasher.utcDay(new Date("2024-03-02T00:00:00Z"))).toBe("2024-03-02");
   });
 
+  it("remembers ids without changing them, past its cache size", () => {
+    const remembering = createVisitorHasher("test-secret");
+    const ips = Array.from({ length: 60_000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    const first = ips.map((ip) => remembering.visitorId("site-1", ip, UA, "2024-03-01"));
+    // Again, now partly remembered and partly forgotten: the same ids, and those of a fresh hasher.
+    expect(ips.map((ip) => remembering.visitorId("site-1", ip, UA, "2024-03-01"))).toEqual(first);
+    const fresh = createVisitorHasher("test-secret");
+    for (const i of [0, 9_999, 10_000, 59_999]) expect(fresh.visitorId("site-1", ips[i], UA, "2024-03-01")).toBe(first[i]);
+    expect(remembering.clientVisitorId("site-1", "c")).toBe(fresh.clientVisitorId("site-1", "c"));
+    expect(remembering.visitorIdsAround("site-1", ips[1], UA, new Date("2024-03-02T00:00:00Z")).yesterday).toBe(first[1]);
+  });
+
   it("rejects an empty secret", () => {
     expect(() => createVisitorHasher("")).toThrow();
-  });
-});
-
-describe("sessionIdFor", () => {
-  it("is deterministic and positive 63-bit", () => {
-    const id = sessionIdFor("site-1", 12345n, 1_700_000_000_000);
-    expect(sessionIdFor("site-1", 12345n, 1_700_000_000_000)).toBe(id);
-    expect(id >= 0n && id <= MAX_63).toBe(true);
-  });
-
-  it("differs per site, visitor and start time", () => {
-    const id = sessionIdFor("site-1", 12345n, 1_700_000_000_000);
-    expect(sessionIdFor("site-2", 12345n, 1_700_000_000_000)).not.toBe(id);
-    expect(sessionIdFor("site-1", 12346n, 1_700_000_000_000)).not.toBe(id);
-    expect(sessionIdFor("site-1", 12345n, 1_700_000_000_001)).not.toBe(id);
   });
 });

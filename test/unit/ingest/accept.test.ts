@@ -57,14 +57,15 @@ function fakeRedis(): Redis {
 
 function harness(verdict: (limits: RateLimit[], cost: number) => boolean = () => true) {
   const queued: RawHit[][] = [];
-  const charged: { keys: string[]; cost: number }[] = [];
+  // Per check: each limit's kind (v, s, c) and what it was charged.
+  const charged: string[][] = [];
   const acceptor = new Acceptor({
     redis: fakeRedis(),
     prefix: "test",
     buffer: { add: async (hits: RawHit[]) => void queued.push(hits) } as unknown as IngestBuffer,
     rateLimiter: {
       admit: async (limits: RateLimit[], cost: number) => {
-        charged.push({ keys: limits.map((l) => l.key.split(":")[0]), cost });
+        charged.push(limits.map((l) => `${l.key.split(":")[0]}=${l.cost ?? cost}`));
         return verdict(limits, cost) ? { allowed: true } : { allowed: false, retryAfterMs: 42_500 };
       },
     } as unknown as RateLimiter,
@@ -95,20 +96,31 @@ describe("Acceptor", () => {
     const mixed = [event(), event({ name: "click" }), event(), event({ name: "signup" })];
     const off = harness();
     await off.acceptor.accept(site(), mixed, context());
-    expect(off.charged).toEqual([{ keys: ["v", "s"], cost: 4 }]);
+    expect(off.charged).toEqual([["s=4", "v=4"]]);
 
     const on = harness();
     await on.acceptor.accept(site({ customEventsPerSessionPerMinute: 10 }), mixed, context());
-    expect(on.charged).toEqual(expect.arrayContaining([{ keys: ["v", "s"], cost: 4 }, { keys: ["c"], cost: 2 }]));
+    expect(on.charged).toEqual(expect.arrayContaining([["s=4", "v=4"], ["c=2"]]));
     expect(on.charged).toHaveLength(2);
 
     const pageviewsOnly = harness();
     await pageviewsOnly.acceptor.accept(site({ customEventsPerSessionPerMinute: 10 }), [event(), event()], context());
-    expect(pageviewsOnly.charged).toEqual([{ keys: ["v", "s"], cost: 2 }]);
+    expect(pageviewsOnly.charged).toEqual([["s=2", "v=2"]]);
+  });
+
+  it("charges each visitor of a batch with its own events, and the site with all of them, in one check", async () => {
+    const { acceptor, charged } = harness();
+    const batch = [
+      event({ clientId: "a" }), event({ clientId: "b" }), event({ clientId: "a", name: "click" }), event({ clientId: "c" }), event({ clientId: "a" }),
+      event(), // no id: IP and user agent
+    ];
+    await acceptor.accept(site({ customEventsPerSessionPerMinute: 10 }), batch, context());
+    expect(charged).toEqual(expect.arrayContaining([["s=6", "v=3", "v=1", "v=1", "v=1"], ["c=1"]]));
+    expect(charged).toHaveLength(2);
   });
 
   it("refuses the whole request, queuing nothing, when a limit says no", async () => {
-    const { acceptor, queued } = harness((limits) => limits[0].key.startsWith("v:"));
+    const { acceptor, queued } = harness((limits) => !limits.some((l) => l.key.startsWith("c:")));
     const refused = acceptor.accept(site({ customEventsPerSessionPerMinute: 10 }), [event({ name: "click" })], context());
     await expect(refused).rejects.toBeInstanceOf(RateLimitedError);
     await expect(refused).rejects.toMatchObject({ retryAfterSeconds: 43 });

@@ -22,13 +22,17 @@ describe("live events", () => {
     expect(decodeLiveMessage('{"other":1}')).toEqual([]);
   });
 
-  it("are published one message per site per batch, on the site's channel, in the batch's order", async () => {
+  it("are published one message per watched site per batch, on the site's channel, in the batch's order", async () => {
     const published: [string, string][] = [];
+    const watched = new Set(["px:live:a", "px:live:b"]);
     const redis = {
+      pubsub: async (_sub: "NUMSUB", ...channels: string[]) => channels.flatMap((c) => [c, watched.has(c) ? 1 : 0]),
       pipeline: () => {
         const pipeline = {
+          length: 0,
           publish: (channel: string, message: string) => {
             published.push([channel, message]);
+            pipeline.length++;
             return pipeline;
           },
           exec: async () => [],
@@ -36,7 +40,8 @@ describe("live events", () => {
         return pipeline;
       },
     } as unknown as Redis;
-    await new LiveEventPublisher(redis, "px").publish([stored("a", "1"), stored("b", "2"), stored("a", "3")]);
+    await new LiveEventPublisher(redis, "px").publish([stored("a", "1"), stored("b", "2"), stored("c", "4"), stored("a", "3")]);
+    // Site c has no subscriber: its events are not even encoded.
     expect(published.map(([channel, message]) => [channel, decodeLiveMessage(message).map((e) => e.eventId)])).toEqual([
       ["px:live:a", ["1", "3"]],
       ["px:live:b", ["2"]],

@@ -1,0 +1,149 @@
+// The accept and store paths batch their Redis work: rate-limit checks of one event-loop turn go
+// in one script call, usage counts are summed in memory and written about once a second, and
+// realtime state is written per batch. Each must answer exactly what the one-at-a-time version
+// did. Real Redis, this file's own key prefix.
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RateLimiter } from "../../server/core/ingest/rate-limit.js";
+import { RealtimeState, type RealtimeEvent } from "../../server/core/realtime.js";
+import { RedisUsage, usageKey } from "../../server/core/usage.js";
+import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
+
+const prefix = `beacon-t-batching-${randomBytes(4).toString("hex")}`;
+let redis: Redis;
+
+beforeAll(() => {
+  redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
+});
+
+afterAll(async () => {
+  await deleteRedisKeys(redis, prefix);
+  redis.disconnect();
+});
+
+describe("RateLimiter", () => {
+  it("answers concurrent checks in call order, as if each had been alone", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    // Twelve requests in one turn against a limit of ten: the first ten pass, the last two wait.
+    const verdicts = await Promise.all(Array.from({ length: 12 }, () => limiter.admit([{ key: "v:one", limit: 10, windowMs: 60_000 }], 1, now)));
+    expect(verdicts.slice(0, 10).every((v) => v.allowed)).toBe(true);
+    for (const v of verdicts.slice(10)) {
+      expect(v.allowed).toBe(false);
+      if (!v.allowed) expect(v.retryAfterMs).toBeGreaterThan(0);
+    }
+    // Only admitted requests were counted.
+    expect(Number(await redis.get(`${prefix}:rl:v:one:${Math.floor(now / 60_000)}`))).toBe(10);
+  });
+
+  it("keeps each check's limits apart, and a refused limit charges none of a check's others", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    const [a, b, c, d] = await Promise.all([
+      limiter.admit([{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 5, now),
+      limiter.admit([{ key: "v:b", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 3, now),
+      limiter.admit([{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 1, now),
+      limiter.admit([{ key: "v:c", limit: 0, windowMs: 60_000 }], 1_000, now),
+    ]);
+    expect([a.allowed, b.allowed, c.allowed, d.allowed]).toEqual([true, true, false, true]);
+    expect(Number(await redis.get(`${prefix}:rl:s:site:${Math.floor(now / 1_000)}`))).toBe(8);
+  });
+
+  it("charges each limit its own cost when given, all or nothing", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    const window = Math.floor(now / 60_000);
+    // A batch of 700 from two visitors under a per-visitor limit of 600: each is charged its own.
+    const ok = await limiter.admit([{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 700 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 400 }, { key: "v:y", limit: 600, windowMs: 60_000, cost: 300 }], 700, now);
+    expect(ok.allowed).toBe(true);
+    // Visitor x has 200 left: 250 more is refused, and nothing of the check is counted.
+    const refused = await limiter.admit([{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 250 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 250 }], 250, now);
+    expect(refused.allowed).toBe(false);
+    expect(await redis.mget(`${prefix}:rl:s:costs:${window}`, `${prefix}:rl:v:x:${window}`, `${prefix}:rl:v:y:${window}`)).toEqual(["700", "400", "300"]);
+  });
+
+  it("sends one script call for a turn's checks, and many calls' worth in slices", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const calls: number[] = [];
+    const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
+    const original = scripted.beaconRateLimits;
+    scripted.beaconRateLimits = (...a: unknown[]) => {
+      calls.push(Number(a[0]));
+      return original.apply(redis, a);
+    };
+    try {
+      const now = Date.now();
+      const verdicts = await Promise.all(Array.from({ length: 2_500 }, (_, i) => limiter.admit([{ key: `v:many:${i}`, limit: 1, windowMs: 60_000 }], 1, now)));
+      expect(verdicts.every((v) => v.allowed)).toBe(true);
+      // 2,500 checks of one limit each (two keys per limit), in slices of 1,000 checks.
+      expect(calls).toEqual([2_000, 2_000, 1_000]);
+    } finally {
+      scripted.beaconRateLimits = original;
+    }
+  });
+});
+
+describe("RedisUsage", () => {
+  it("counts in memory, answers reads with what it has not written yet, and writes the sums", async () => {
+    const usage = new RedisUsage(redis, prefix, 60_000);
+    const org = `org-${randomBytes(3).toString("hex")}`;
+    for (let i = 0; i < 100; i++) usage.addEvents(org, 3);
+    // Nothing written yet (the flush is a minute away), but the reader sees all of it.
+    expect(await redis.get(usageKey(prefix, org))).toBeNull();
+    expect(await usage.eventsThisMonth(org)).toBe(300n);
+    await usage.flush();
+    expect(await redis.get(usageKey(prefix, org))).toBe("300");
+    expect(await redis.ttl(usageKey(prefix, org))).toBeGreaterThan(30 * 24 * 3600);
+    expect(await usage.eventsThisMonth(org)).toBe(300n);
+    usage.addEvents(org, 2);
+    await usage.close();
+    expect(await redis.get(usageKey(prefix, org))).toBe("302");
+  });
+
+  it("writes on its own within the flush interval", async () => {
+    const usage = new RedisUsage(redis, prefix, 50);
+    const org = `org-${randomBytes(3).toString("hex")}`;
+    usage.addEvents(org, 7);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await redis.get(usageKey(prefix, org))).toBe("7");
+  });
+});
+
+describe("RealtimeState.record", () => {
+  const event = (over: Partial<RealtimeEvent>): RealtimeEvent => ({
+    siteId: "site-rt", ts: Date.now(), name: "pageview", visitorId: 1n, pathname: "/", country: "US", referrerSource: "", classification: 1, ...over,
+  });
+
+  it("writes a batch as the events one by one would have: latest page, last seen, counts per minute", async () => {
+    const state = new RealtimeState(redis, `${prefix}-rt`);
+    const now = Date.now();
+    const siteId = `site-${randomBytes(3).toString("hex")}`;
+    await state.record([
+      event({ siteId, visitorId: 1n, ts: now - 3_000, pathname: "/a" }),
+      event({ siteId, visitorId: 1n, ts: now - 1_000, pathname: "/b" }),
+      // A custom event after the pageview does not move the visitor.
+      event({ siteId, visitorId: 1n, ts: now - 500, name: "signup", pathname: "/signup" }),
+      // Only custom events: the first one places the visitor.
+      event({ siteId, visitorId: 2n, ts: now - 2_000, name: "play", pathname: "/video", country: "DE" }),
+      event({ siteId, visitorId: 2n, ts: now - 1_500, name: "pause", pathname: "/other", country: "DE" }),
+      // A custom event then a pageview: the pageview places the visitor.
+      event({ siteId, visitorId: 3n, ts: now - 2_000, name: "click", pathname: "/x" }),
+      event({ siteId, visitorId: 3n, ts: now - 1_000, pathname: "/b", referrerSource: "Google" }),
+      // Bots do not count.
+      event({ siteId, visitorId: 4n, ts: now - 1_000, classification: 2 }),
+    ], now);
+    const snapshot = await state.snapshot(siteId, now);
+    expect(snapshot.activeUsers).toBe(3);
+    expect(snapshot.topPages).toEqual([{ value: "/b", activeUsers: 2 }, { value: "/video", activeUsers: 1 }]);
+    expect(snapshot.topCountries).toEqual([{ value: "US", activeUsers: 2 }, { value: "DE", activeUsers: 1 }]);
+    expect(snapshot.topSources).toEqual([{ value: "Direct", activeUsers: 2 }, { value: "Google", activeUsers: 1 }]);
+    expect(snapshot.pageviewsByMinute.reduce((sum, m) => sum + m.pageviews, 0)).toBe(3);
+    expect(await redis.zscore(`${prefix}-rt:rt:${siteId}:active`, "1")).toBe(String(now - 500));
+
+    // A later batch with an older pageview (a retried job) moves no one back in time.
+    await state.record([event({ siteId, visitorId: 1n, ts: now - 10_000, pathname: "/old" })], now);
+    expect(await redis.zscore(`${prefix}-rt:rt:${siteId}:active`, "1")).toBe(String(now - 500));
+    await deleteRedisKeys(redis, `${prefix}-rt`);
+  });
+});
