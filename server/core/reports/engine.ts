@@ -30,6 +30,8 @@ export interface EngineOptions {
 }
 
 const EVENT_METRICS: ReadonlySet<MetricName> = new Set(["pageviews", "events", "visitors", "conversions", "conversion_rate", "revenue"]);
+/** Metrics computed from visitor sketches. */
+const VISITOR_METRICS: ReadonlySet<MetricName> = new Set(["visitors", "conversions", "conversion_rate"]);
 
 interface Collected {
   groups: GroupMap;
@@ -41,16 +43,28 @@ export class ReportEngine {
   constructor(private readonly pool: () => Promise<Pool>, private readonly options: EngineOptions) {}
 
   async run(q: ReportQuery): Promise<ReportResult> {
+    // Without dimensions the one row is the totals: collecting them twice doubled the work.
+    if (q.dimensions.length === 0) {
+      const only = await this.collect(q, []);
+      return this.answer(q, only, only);
+    }
+    // Totals over the same filter without dimensions; with a goal dimension, over all traffic,
+    // which is what goal conversion rates divide by.
+    const totals = this.collect({ ...q, dimensions: [] }, []);
+    const sortMetrics = this.sortedWithoutSketches(q);
+    if (sortMetrics) {
+      const [main, totalsRun] = await Promise.all([this.collect(q, q.dimensions, { sketches: false }), totals]);
+      if (totalsRun.groups.values()[0]?.approximate) return this.answerReadingPageSketches(q, sortMetrics, main, totalsRun);
+      // A small site: whether a row is approximate needs its sketch, so every row's is read after
+      // all (the totals are kept; only the sketch-less rows were read for nothing, and they are cheap).
+      return this.answer(q, await this.collect(q, q.dimensions), totalsRun);
+    }
+    const [main, totalsRun] = await Promise.all([this.collect(q, q.dimensions), totals]);
+    return this.answer(q, main, totalsRun);
+  }
+
+  private answer(q: ReportQuery, main: Collected, totalsRun: Collected): ReportResult {
     const goalDim = q.dimensions.some((d) => d.kind === "goal");
-    const [main, totalsRun] = q.dimensions.length === 0
-      // Without dimensions the one row is the totals: collecting them twice doubled the work.
-      ? await this.collect(q, []).then((only) => [only, only])
-      : await Promise.all([
-        this.collect(q, q.dimensions),
-        // Totals over the same filter without dimensions; with a goal dimension, over all traffic,
-        // which is what goal conversion rates divide by.
-        this.collect({ ...q, dimensions: [] }, []),
-      ]);
     const totalGroup = totalsRun.groups.values()[0];
     const baseVisitors = goalDim ? (totalGroup?.visitors.count() ?? 0) : undefined;
     const rows = main.groups.values().map((g) => ({ group: g, metrics: metricValues(q.metrics, g, baseVisitors) }));
@@ -66,8 +80,60 @@ export class ReportEngine {
     };
   }
 
-  /** All groups of `dims` over the query's range, from rollups where possible and raw events elsewhere. */
-  async collect(q: ReportQuery, dims: DimensionKind[]): Promise<Collected> {
+  /**
+   * For a report by one rollup dimension sorted by metrics other than visitor counts (top pages by
+   * pageviews), the metrics it is sorted by; otherwise undefined. Such a report can read visitor
+   * sketches, the bulk of what rollups hold (thousands of pages × days of them), only for the rows
+   * on the page.
+   */
+  private sortedWithoutSketches(q: ReportQuery): MetricName[] | undefined {
+    const [dim] = q.dimensions;
+    if (q.dimensions.length !== 1 || (dim.kind !== "event" && dim.kind !== "session")) return undefined;
+    const keys = q.orderBy.length > 0 ? q.orderBy : [{ kind: "metric" as const, name: q.metrics[0], desc: true }];
+    if (keys.some((k) => k.kind === "metric" && VISITOR_METRICS.has(k.name as MetricName))) return undefined;
+    if (!q.metrics.some((m) => EVENT_METRICS.has(m))) return undefined;
+    const needSessions = q.metrics.some((m) => SESSION_METRICS.has(m));
+    if (!this.options.rollups || q.site.rollups === false || rollupDimensionFor(q, q.dimensions, needSessions) !== dim.name) return undefined;
+    return keys.flatMap((k) => (k.kind === "metric" ? [k.name as MetricName] : []));
+  }
+
+  /**
+   * `answer` when the totals are approximate (so the response is, whatever the rows are), from
+   * rows collected without sketches: rows are sorted on the same sums as `answer` would, then the
+   * page's rows are read again with their sketches, from the same rollup rows and raw events.
+   */
+  private async answerReadingPageSketches(q: ReportQuery, sortMetrics: MetricName[], main: Collected, totalsRun: Collected): Promise<ReportResult> {
+    const [dim] = q.dimensions;
+    const rows = main.groups.values().map((g) => ({ group: g, metrics: metricValues(sortMetrics, g) }));
+    sortRows(rows, q);
+    const page = rows.slice(q.offset, q.offset + q.limit);
+    if (page.length > 0) {
+      // The page's groups again, with sketches: their visitors replace the sketch-less ones.
+      const onPage: FilterNode = { op: "condition", condition: { dimension: dim, operator: "in", values: page.map((r) => r.group.key[0]) } };
+      const withSketches = await this.collect({ ...q, filter: q.filter ? { op: "and", children: [q.filter, onPage] } : onPage }, q.dimensions);
+      // Rows only grow between the two reads; should one be missing anyway, every row is read with its sketch.
+      if (page.some(({ group }) => !withSketches.groups.find(group.key))) return this.answer(q, await this.collect(q, q.dimensions), totalsRun);
+      for (const { group } of page) {
+        const full = withSketches.groups.find(group.key)!;
+        group.visitors = full.visitors;
+        group.conversions = full.conversions;
+      }
+    }
+    return {
+      rows: page.map(({ group }) => ({ dimensions: { [dim.name]: group.key[0] }, metrics: metricValues(q.metrics, group) })),
+      totalRows: rows.length,
+      totals: metricValues(q.metrics, totalsRun.groups.values()[0]),
+      approximate: true,
+      sources: main.sources,
+    };
+  }
+
+  /**
+   * All groups of `dims` over the query's range, from rollups where possible and raw events
+   * elsewhere. `sketches: false` leaves out the rollups' visitor sketches (visitor counts are then
+   * incomplete: for sorting by other metrics only).
+   */
+  async collect(q: ReportQuery, dims: DimensionKind[], options: { sketches?: boolean } = {}): Promise<Collected> {
     const groups = new GroupMap();
     // Only what the report counts makes groups: reading events for a goal dimension when only
     // visit metrics were asked gave goal rows of zeros (goals completed by visits started earlier).
@@ -79,7 +145,7 @@ export class ReportEngine {
     if (rollupDimension !== undefined) {
       const pool = await this.pool();
       coverage = await rollupCoverage(pool, q, dims);
-      await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions });
+      await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false });
       intervals = coverage.rawIntervals;
     }
     // With rollups in the mix, raw parts bring visitor ids so they merge exactly with sketches.

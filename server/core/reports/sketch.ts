@@ -55,6 +55,19 @@ class IdSet {
     if (++this.size * 2 > his.length) this.grow();
   }
 
+  copy(): IdSet {
+    const copy = new IdSet(this.his.length);
+    copy.his.set(this.his);
+    copy.los.set(this.los);
+    copy.size = this.size;
+    return copy;
+  }
+
+  /** Grows now to hold `n` ids without growing step by step while they are added. */
+  reserve(n: number): void {
+    while (n * 2 > this.his.length) this.grow();
+  }
+
   private grow(): void {
     const { his, los } = this;
     const bigger = new IdSet(his.length * 2);
@@ -174,7 +187,30 @@ export class VisitorSketch {
       return;
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let offset = 1; offset + 8 <= bytes.length; offset += 8) this.addWords(view.getUint32(offset), view.getUint32(offset + 4));
+    let offset = 1;
+    if (this.exact) {
+      this.exact.reserve(Math.min(this.exact.size + Math.floor((bytes.length - 1) / 8), EXACT_LIMIT + 1));
+      for (; offset + 8 <= bytes.length && this.exact; offset += 8) this.addWords(view.getUint32(offset), view.getUint32(offset + 4));
+    }
+    // Dense (from the start or since the exact set passed the limit): straight into the registers.
+    for (; offset + 8 <= bytes.length; offset += 8) this.addToRegisters(view.getUint32(offset) & 0x7fffffff, view.getUint32(offset + 4));
+  }
+
+  /**
+   * Merges encoded sketches laid end to end, each after its length as a 4-byte big-endian
+   * integer. Dense ones first: once this sketch is dense, ids go straight into its registers
+   * (the result is the same in any order).
+   */
+  mergeConcatenated(all: Uint8Array): void {
+    const view = new DataView(all.buffer, all.byteOffset, all.byteLength);
+    for (const pass of [KIND_DENSE, KIND_EXACT]) {
+      for (let offset = 0; offset + 4 <= all.length; ) {
+        const length = view.getUint32(offset);
+        const part = all.subarray(offset + 4, offset + 4 + length);
+        if (part.length > 0 && (part[0] === KIND_DENSE) === (pass === KIND_DENSE)) this.mergeEncoded(part);
+        offset += 4 + length;
+      }
+    }
   }
 
   /** An independent copy. */
@@ -184,7 +220,7 @@ export class VisitorSketch {
       copy.exact = null;
       copy.registers = this.registers.slice();
     } else {
-      copy.merge(this);
+      copy.exact = this.exact!.copy();
     }
     return copy;
   }
