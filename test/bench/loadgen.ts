@@ -57,6 +57,7 @@ const CRLFCRLF = Buffer.from("\r\n\r\n");
 class ResponseReader {
   private buf: Buffer = Buffer.alloc(0);
   private status = 0;
+  private retryAfter = 0;
   private headerEnd = -1;
   private contentLength = -1;
   private chunked = false;
@@ -66,9 +67,9 @@ class ResponseReader {
   constructor(private readonly keepBody: boolean) {}
 
   /** Feeds bytes; returns completed responses (status, body when kept). */
-  push(chunk: Buffer): { status: number; body: string }[] {
+  push(chunk: Buffer): { status: number; body: string; retryAfter: number }[] {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    const done: { status: number; body: string }[] = [];
+    const done: { status: number; body: string; retryAfter: number }[] = [];
     for (;;) {
       if (this.headerEnd < 0) {
         const end = this.buf.indexOf(CRLFCRLF);
@@ -79,6 +80,8 @@ class ResponseReader {
         const cl = /\r\ncontent-length:\s*(\d+)/.exec(lower);
         this.contentLength = cl ? Number(cl[1]) : -1;
         this.chunked = /\r\ntransfer-encoding:[^\r]*chunked/.test(lower);
+        const ra = /\r\nretry-after:\s*(\d+)/.exec(lower);
+        this.retryAfter = ra ? Number(ra[1]) : 0;
         if (!cl && !this.chunked) this.contentLength = 0; // 204, 304, or a body-less answer
         this.headerEnd = end + 4;
         this.chunkPos = this.headerEnd;
@@ -88,7 +91,7 @@ class ResponseReader {
         const total = this.headerEnd + this.contentLength;
         if (this.buf.length < total) return done;
         const body = this.keepBody ? this.buf.toString("utf8", this.headerEnd, total) : "";
-        done.push({ status: this.status, body });
+        done.push({ status: this.status, body, retryAfter: this.retryAfter });
         this.buf = this.buf.subarray(total);
         this.headerEnd = -1;
         continue;
@@ -110,7 +113,7 @@ class ResponseReader {
         this.chunkPos = lineEnd + 2 + size + 2;
       }
       if (finished) {
-        done.push({ status: this.status, body: this.keepBody ? Buffer.concat(this.body).toString("utf8") : "" });
+        done.push({ status: this.status, body: this.keepBody ? Buffer.concat(this.body).toString("utf8") : "", retryAfter: this.retryAfter });
         this.buf = this.buf.subarray(this.chunkPos);
         this.headerEnd = -1;
       }
@@ -183,7 +186,9 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
           } else if (errorSamples.length < 5) {
             errorSamples.push(`${answer.status} ${answer.body.slice(0, 300)}`);
           }
-          send();
+          // A refusal with Retry-After (backpressure, rate limits) is honoured as a real client would.
+          if ((answer.status === 503 || answer.status === 429) && answer.retryAfter > 0) setTimeout(send, answer.retryAfter * 1000);
+          else send();
         }
       });
       socket.on("error", () => {
