@@ -167,7 +167,6 @@ export function build(deps: AppDeps): App {
     fallback: (req, res) => {
       // connect-node types the fallback's response loosely; it is one of the two Node responses.
       const response = res as Parameters<HttpHandler>[1];
-      if (beacons(req, response)) return;
       if (dataApi(req, response)) return;
       if (handleHealthHttp(req, response, { state: health, probes })) return;
       notFound(req, response);
@@ -175,7 +174,11 @@ export function build(deps: AppDeps): App {
   });
 
   return {
-    handler: withCors(rpc as HttpHandler, { origins: config.corsOrigins }),
+    // Beacons are the hottest path and none of Connect's business: they are matched by path first,
+    // so a single-event hit does not pay for the adapter's routing and fallback.
+    handler: withCors((req, res) => {
+      if (!beacons(req, res)) rpc(req, res);
+    }, { origins: config.corsOrigins }),
     health,
     shutdown() {
       health.shutdown();
