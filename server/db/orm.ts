@@ -20,7 +20,7 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta
 
 // Raw-SQL tables the ORM must neither diff nor drop: the partitioned parents and their daily
 // partitions (`events_p20260101`).
-const RAW_SQL_TABLES = [...PARTITIONED_TABLES.map((table) => new RegExp(`^${table}(_p\\d{8})?$`)), /^instance_secrets$/, /^rollups_(hourly|daily)$/, /^rollup_(dirty|watermarks)$/, /^metric_(series|rollups|rollup_pending|bulk_ingests)$/];
+const RAW_SQL_TABLES = [...PARTITIONED_TABLES.map((table) => new RegExp(`^${table}(_p\\d{8})?$`)), /^instance_secrets$/, /^rollups_(hourly|daily|blocks)$/, /^rollup_(dirty|watermarks|blocks_built)$/, /^metric_(series|rollups|rollup_pending|bulk_ingests)$/];
 
 // Any constant works as long as every Beacon process uses the same one.
 const MIGRATION_LOCK_KEY = 0x6265_6163; // "beac"

@@ -1,10 +1,11 @@
-// Rolling raw events up into rollups_hourly and rollups_daily. Idempotent: a roll replaces the
+// Rolling raw events up into rollups_hourly, rollups_daily and multi-day rollups_blocks. Idempotent: a roll replaces the
 // rows of its hour or day. Each transaction holds the site's watermark row, which ingestion
 // share-locks before marking late hours dirty (see events-store.ts), so no event can slip
 // between a roll and the watermark moving past its hour.
 import type { Pool, PoolClient } from "pg";
 import { ROLLUP_DIMENSIONS, SESSION_DIMENSIONS } from "../core/reports/catalog.js";
 import { VisitorSketch } from "../core/reports/sketch.js";
+import { blockEnd, blockKey, blocksContaining, dateOfDayNumber, type DayBlock, dayNumber, MAX_BLOCK_LEVEL } from "../core/reports/day-blocks.js";
 import { addDays, localDate, startOfLocalDay } from "../core/reports/time.js";
 
 const HOUR = 3_600_000;
@@ -109,15 +110,27 @@ async function aggregateRaw(db: PoolClient, siteId: string, start: number, end: 
   return [...rows.values()];
 }
 
-async function writeRows(db: PoolClient, table: "rollups_hourly" | "rollups_daily", column: "hour" | "day", siteId: string, bucket: string, rows: RollupRow[]): Promise<void> {
-  await db.query(`delete from ${table} where site_id = $1 and ${column} = $2 and dimension = any($3::text[])`, [siteId, bucket, ["", ...ROLLUP_DIMENSIONS]]);
+/** Where rollup rows go: a table and the columns (besides site_id) that name their bucket. */
+interface RollupTarget {
+  table: "rollups_hourly" | "rollups_daily" | "rollups_blocks";
+  key: Record<string, string | number>;
+}
+
+async function writeRows(db: PoolClient, target: RollupTarget, siteId: string, rows: RollupRow[]): Promise<void> {
+  const keyColumns = Object.keys(target.key);
+  const keyValues = Object.values(target.key);
+  const keyMatch = keyColumns.map((column, i) => `${column} = $${i + 2}`).join(" and ");
+  const dimensions = `$${keyColumns.length + 2}::text[]`;
+  await db.query(`delete from ${target.table} where site_id = $1 and ${keyMatch} and dimension = any(${dimensions})`, [siteId, ...keyValues, ["", ...ROLLUP_DIMENSIONS]]);
   if (rows.length === 0) return;
+  const n = keyColumns.length + 1;
+  const arrays = ["int2", "text", "text", "int8", "int8", "float8", "bytea", "int8", "int8", "int8", "int8"].map((type, i) => `$${n + 1 + i}::${type}[]`);
   await db.query(
-    `insert into ${table} (site_id, ${column}, classification, dimension, value, pageviews, events, revenue, visitors, visits, bounces, duration_seconds, session_pageviews)
-     select $1, $2, * from unnest($3::int2[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::float8[], $9::bytea[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])`,
+    `insert into ${target.table} (site_id, ${keyColumns.join(", ")}, classification, dimension, value, pageviews, events, revenue, visitors, visits, bounces, duration_seconds, session_pageviews)
+     select $1, ${keyColumns.map((_, i) => `$${i + 2}`).join(", ")}, * from unnest(${arrays.join(", ")})`,
     [
       siteId,
-      bucket,
+      ...keyValues,
       rows.map((r) => r.classification),
       rows.map((r) => r.dimension),
       rows.map((r) => r.value),
@@ -133,14 +146,13 @@ async function writeRows(db: PoolClient, table: "rollups_hourly" | "rollups_dail
   );
 }
 
-/** A local day from its hourly rollups when it is made of whole UTC hours, else from raw events. */
-async function aggregateDay(db: PoolClient, siteId: string, start: number, end: number): Promise<RollupRow[]> {
-  if (start % HOUR !== 0 || end % HOUR !== 0) return aggregateRaw(db, siteId, start, end);
+/** Rollup rows of `from` (a table and a where clause over $1 = site id, then `args`) summed per value. */
+async function mergeRows(db: PoolClient, from: string, args: unknown[]): Promise<RollupRow[]> {
   const { rows } = await db.query(
     `select classification, dimension, value, sum(pageviews) as pageviews, sum(events) as events, sum(revenue) as revenue, string_agg(int4send(length(visitors)) || visitors, ''::bytea) as visitors,
        sum(visits) as visits, sum(bounces) as bounces, sum(duration_seconds) as duration, sum(session_pageviews) as session_pageviews
-     from rollups_hourly where site_id = $1 and hour >= $2 and hour < $3 group by 1, 2, 3`,
-    [siteId, new Date(start).toISOString(), new Date(end).toISOString()],
+     from ${from} group by 1, 2, 3`,
+    args,
   );
   return rows.map((r) => {
     const visitors = new VisitorSketch();
@@ -153,6 +165,78 @@ async function aggregateDay(db: PoolClient, siteId: string, start: number, end: 
     };
   });
 }
+
+/** A local day from its hourly rollups when it is made of whole UTC hours, else from raw events. */
+async function aggregateDay(db: PoolClient, siteId: string, start: number, end: number): Promise<RollupRow[]> {
+  if (start % HOUR !== 0 || end % HOUR !== 0) return aggregateRaw(db, siteId, start, end);
+  return mergeRows(db, "rollups_hourly where site_id = $1 and hour >= $2 and hour < $3", [siteId, new Date(start).toISOString(), new Date(end).toISOString()]);
+}
+
+/**
+ * Rebuilds the blocks holding `days` whose every day is rolled (before `dailyUntil`), smallest
+ * first: a block is merged from its two halves when both are built, else from its daily rows.
+ */
+async function rebuildBlocks(db: PoolClient, siteId: string, days: Iterable<string>, dailyUntil: string): Promise<number> {
+  const wanted = new Map<string, DayBlock>();
+  for (const day of days) {
+    for (const block of blocksContaining(day)) if (blockEnd(block) <= dailyUntil) wanted.set(blockKey(block.level, block.start), block);
+  }
+  if (wanted.size === 0) return 0;
+  const blocks = [...wanted.values()].sort((a, b) => a.level - b.level || (a.start < b.start ? -1 : 1));
+  const { rows: marks } = await db.query<{ level: number; start_day: string }>(
+    "select level, start_day::text from rollup_blocks_built where site_id = $1 and start_day >= $2 and start_day < $3",
+    [siteId, minStart(blocks), maxEnd(blocks)],
+  );
+  const built = new Set(marks.map((m) => blockKey(Number(m.level), m.start_day)));
+  for (const block of blocks) {
+    const end = blockEnd(block);
+    const halves = block.level === 1 ? [] : [{ level: block.level - 1, start: block.start }, { level: block.level - 1, start: dateOfDayNumber(dayNumber(block.start) + 2 ** (block.level - 1)) }];
+    const rows = halves.length > 0 && halves.every((h) => built.has(blockKey(h.level, h.start)))
+      ? await mergeRows(db, "rollups_blocks where site_id = $1 and level = $2 and start_day = any($3::date[])", [siteId, block.level - 1, halves.map((h) => h.start)])
+      : await mergeRows(db, "rollups_daily where site_id = $1 and day >= $2 and day < $3", [siteId, block.start, end]);
+    await writeRows(db, { table: "rollups_blocks", key: { level: block.level, start_day: block.start } }, siteId, rows);
+    await db.query(
+      "insert into rollup_blocks_built (site_id, level, start_day) values ($1, $2, $3) on conflict (site_id, level, start_day) do update set built_at = now()",
+      [siteId, block.level, block.start],
+    );
+    built.add(blockKey(block.level, block.start));
+  }
+  return blocks.length;
+}
+
+/** Blocks built per rollSite call when catching up on missing ones; the rest wait for the next call. */
+const MAX_BLOCKS_PER_ROLL = 512;
+/** Missing blocks built per transaction (each holds the site's watermark lock). */
+const MISSING_BLOCKS_PER_TRANSACTION = 32;
+
+/**
+ * Days whose blocks are not all built, though every day in them is rolled: from the site's
+ * first daily rollup to `dailyUntil`. At most MISSING_BLOCKS_PER_TRANSACTION blocks' worth.
+ */
+async function missingBlocks(db: PoolClient, siteId: string, dailyUntil: string): Promise<string[]> {
+  const first = await db.query<{ day: string | null }>("select min(day)::text as day from rollups_daily where site_id = $1 and dimension = ''", [siteId]);
+  const firstDay = first.rows[0]?.day;
+  if (!firstDay || firstDay >= dailyUntil) return [];
+  const { rows } = await db.query<{ level: number; start_day: string }>("select level, start_day::text from rollup_blocks_built where site_id = $1", [siteId]);
+  const built = new Set(rows.map((r) => blockKey(Number(r.level), r.start_day)));
+  const days: string[] = [];
+  let blocks = 0;
+  for (let level = 1; level <= MAX_BLOCK_LEVEL && blocks < MISSING_BLOCKS_PER_TRANSACTION; level++) {
+    const size = 2 ** level;
+    for (let n = dayNumber(firstDay) - (((dayNumber(firstDay) % size) + size) % size); blocks < MISSING_BLOCKS_PER_TRANSACTION; n += size) {
+      const block = { level, start: dateOfDayNumber(n) };
+      if (blockEnd(block) > dailyUntil) break;
+      if (built.has(blockKey(level, block.start))) continue;
+      // Its last day: rebuildBlocks builds every complete block holding it, smaller ones first.
+      days.push(dateOfDayNumber(n + size - 1));
+      blocks += level;
+    }
+  }
+  return days;
+}
+
+const minStart = (blocks: DayBlock[]) => blocks.reduce((min, b) => (b.start < min ? b.start : min), blocks[0].start);
+const maxEnd = (blocks: DayBlock[]) => blocks.reduce((max, b) => (blockEnd(b) > max ? blockEnd(b) : max), blockEnd(blocks[0]));
 
 /**
  * Rolled hours, besides `dirty`, holding events of visits that started in a dirty hour. A late
@@ -178,6 +262,8 @@ async function visitFollowers(db: PoolClient, siteId: string, dirty: number[], h
 export interface RollResult {
   hours: number;
   days: number;
+  /** Multi-day blocks (re)built. */
+  blocks: number;
   hourlyUntil: number;
 }
 
@@ -194,13 +280,13 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
      on conflict (site_id) do nothing`,
     [siteId],
   );
-  const result: RollResult = { hours: 0, days: 0, hourlyUntil: 0 };
+  const result: RollResult = { hours: 0, days: 0, blocks: 0, hourlyUntil: 0 };
   const rollableUntil = Math.floor((now - ROLL_GRACE_MS) / HOUR) * HOUR;
   while (result.hours < maxHours) {
     const client = await pool.connect();
     try {
       await client.query("begin isolation level read committed");
-      const mark = await client.query<{ hourly_until: string }>("select hourly_until from rollup_watermarks where site_id = $1 for no key update", [siteId]);
+      const mark = await client.query<{ hourly_until: string; daily_until: string | null }>("select hourly_until, daily_until::text from rollup_watermarks where site_id = $1 for no key update", [siteId]);
       let hourlyUntil = new Date(mark.rows[0].hourly_until).getTime();
       const dirty = await client.query<{ hour: string }>("select hour from rollup_dirty where site_id = $1 and hour < $2 order by hour limit $3", [siteId, new Date(hourlyUntil).toISOString(), HOURS_PER_TRANSACTION]);
       const hours = dirty.rows.map((r) => new Date(r.hour).getTime());
@@ -210,6 +296,14 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
         hourlyUntil += HOUR;
       }
       if (hours.length === 0) {
+        // Hours and days are caught up; blocks missing from complete runs of days (rollups made
+        // before blocks existed, or a transaction's worth at a time) are built now.
+        const missing = result.blocks < MAX_BLOCKS_PER_ROLL && mark.rows[0].daily_until ? await missingBlocks(client, siteId, mark.rows[0].daily_until) : [];
+        if (missing.length > 0) {
+          result.blocks += await rebuildBlocks(client, siteId, missing, mark.rows[0].daily_until!);
+          await client.query("commit");
+          continue;
+        }
         await client.query("commit");
         result.hourlyUntil = hourlyUntil;
         // Caught up: return (the finally releases the client). This was `done = true; continue`,
@@ -219,21 +313,25 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
       }
       const days = new Set<string>();
       for (const hour of hours) {
-        await writeRows(client, "rollups_hourly", "hour", siteId, new Date(hour).toISOString(), await aggregateRaw(client, siteId, hour, hour + HOUR));
+        await writeRows(client, { table: "rollups_hourly", key: { hour: new Date(hour).toISOString() } }, siteId, await aggregateRaw(client, siteId, hour, hour + HOUR));
         days.add(localDate(hour, timeZone));
         days.add(localDate(hour + HOUR - 1, timeZone));
       }
       await client.query("delete from rollup_dirty where site_id = $1 and hour = any($2::timestamptz[])", [siteId, hours.map((h) => new Date(h).toISOString())]);
-      // A local day is rolled once all its hours are; its daily rows are rebuilt whenever one changes.
+      // A local day is rolled once all its hours are; its daily rows are rebuilt whenever one
+      // changes, and so are the multi-day blocks holding it.
+      const rolledDays: string[] = [];
       for (const day of days) {
         const start = startOfLocalDay(day, timeZone);
         const end = startOfLocalDay(addDays(day, 1), timeZone);
         if (end > hourlyUntil) continue;
-        await writeRows(client, "rollups_daily", "day", siteId, day, await aggregateDay(client, siteId, start, end));
+        await writeRows(client, { table: "rollups_daily", key: { day } }, siteId, await aggregateDay(client, siteId, start, end));
+        rolledDays.push(day);
         result.days++;
       }
       const today = localDate(hourlyUntil, timeZone);
       const dailyUntil = startOfLocalDay(today, timeZone) <= hourlyUntil ? today : addDays(today, -1);
+      result.blocks += await rebuildBlocks(client, siteId, rolledDays, dailyUntil);
       await client.query("update rollup_watermarks set hourly_until = $2, daily_until = $3, updated_at = now() where site_id = $1", [siteId, new Date(hourlyUntil).toISOString(), dailyUntil]);
       await client.query("commit");
       result.hours += hours.length;
@@ -264,6 +362,8 @@ export async function sitesToRoll(pool: Pool, now = Date.now()): Promise<{ id: s
 
 /** Drops rollups of a site from scratch, e.g. after its time zone changed (daily rows are per local day). */
 export async function resetRollups(pool: Pool, siteId: string): Promise<void> {
+  await pool.query("delete from rollup_blocks_built where site_id = $1", [siteId]);
+  await pool.query("delete from rollups_blocks where site_id = $1", [siteId]);
   await pool.query("delete from rollups_daily where site_id = $1", [siteId]);
   await pool.query("delete from rollups_hourly where site_id = $1", [siteId]);
   await pool.query("delete from rollup_dirty where site_id = $1", [siteId]);

@@ -240,7 +240,8 @@ export class ReportingServiceImpl implements Partial<ServiceImpl<typeof Reportin
     const query = this.seriesQuery(site, goals, metrics, req.groupBy, req.filters, req.classification, { start, end });
     const timeDim = { kind: "time" as const, name: bucket };
     query.dimensions = [timeDim, ...query.dimensions];
-    const [result, lag] = await Promise.all([this.deps.engine.run(query), this.deps.ingestLagSeconds()]);
+    // A series shows buckets only: its totals would be computed for nothing.
+    const [result, lag] = await Promise.all([this.deps.engine.run(query, { totals: false }), this.deps.ingestLagSeconds()]);
     const series = new Map<string, { key: Record<string, string>; values: Map<string, Record<string, number>> }>();
     for (const row of result.rows) {
       const groupKey = Object.fromEntries(req.groupBy.map((g) => [g, row.dimensions[g]]));

@@ -244,6 +244,7 @@ async function checkEverySite(c: ReportCase, mode: "raw" | "rollups", label: str
 }
 
 const rollupParts = (s: ReportResult["sources"]) => s.rollupDays + s.rollupHours;
+const TIME_DIMENSIONS = new Set(["hour", "day", "week", "month"]);
 
 beforeAll(async () => {
   database = await createMigratedTestOrm("reports-rollups");
@@ -304,6 +305,10 @@ describe("rollups on, every hour rolled", () => {
     const sources = await checkEverySite(c, "rollups", "rolled");
     // The first site is UTC's: its sources say whether rollups answered.
     if (c.rollup) expect(rollupParts(sources[0]), `${c.name} should read rollups`).toBeGreaterThan(0);
+    // Without a time dimension, a month of whole days is read mostly from multi-day blocks.
+    if (c.rollup && !c.dates && !c.instants && !c.dimensions.some((d) => TIME_DIMENSIONS.has(d))) {
+      expect(sources[0].rollupBlocks, `${c.name} should read multi-day blocks`).toBeGreaterThan(0);
+    }
   });
 });
 

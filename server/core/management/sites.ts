@@ -134,7 +134,7 @@ export async function updateSite(em: EntityManager, principal: Principal, id: st
     site.timezone = requireTimeZone("timezone", input.timezone);
     // Daily rollups are per local day: a new time zone makes them wrong, so they start over
     // (reports read raw events until the rollup job has caught up again).
-    for (const table of ["rollups_daily", "rollups_hourly", "rollup_dirty", "rollup_watermarks"]) {
+    for (const table of ["rollups_blocks", "rollup_blocks_built", "rollups_daily", "rollups_hourly", "rollup_dirty", "rollup_watermarks"]) {
       await em.execute(`delete from ${table} where site_id = ?`, [site.id]);
     }
   }

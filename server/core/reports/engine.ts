@@ -21,7 +21,7 @@ export interface ReportResult {
   totals: Record<string, number>;
   approximate: boolean;
   /** Which sources answered, for diagnostics and tests. */
-  sources: { rollupDays: number; rollupHours: number; rawIntervals: number };
+  sources: { rollupDays: number; rollupHours: number; rollupBlocks: number; rawIntervals: number };
 }
 
 export interface EngineOptions {
@@ -42,12 +42,18 @@ export class ReportEngine {
   /** `pool` resolves to the process's pg pool (the ORM's), on first use. */
   constructor(private readonly pool: () => Promise<Pool>, private readonly options: EngineOptions) {}
 
-  async run(q: ReportQuery): Promise<ReportResult> {
+  /**
+   * `totals: false` leaves the totals out (they come back as zeros) when the caller shows only
+   * rows, as a time series does: totals over a range cost as much as the rows again. Reports by
+   * goal collect them anyway, since conversion rates divide by them.
+   */
+  async run(q: ReportQuery, options: { totals?: boolean } = {}): Promise<ReportResult> {
     // Without dimensions the one row is the totals: collecting them twice doubled the work.
     if (q.dimensions.length === 0) {
       const only = await this.collect(q, []);
       return this.answer(q, only, only);
     }
+    if (options.totals === false && !q.dimensions.some((d) => d.kind === "goal")) return this.answer(q, await this.collect(q, q.dimensions), undefined);
     // Totals over the same filter without dimensions; with a goal dimension, over all traffic,
     // which is what goal conversion rates divide by.
     const totals = this.collect({ ...q, dimensions: [] }, []);
@@ -63,9 +69,9 @@ export class ReportEngine {
     return this.answer(q, main, totalsRun);
   }
 
-  private answer(q: ReportQuery, main: Collected, totalsRun: Collected): ReportResult {
+  private answer(q: ReportQuery, main: Collected, totalsRun: Collected | undefined): ReportResult {
     const goalDim = q.dimensions.some((d) => d.kind === "goal");
-    const totalGroup = totalsRun.groups.values()[0];
+    const totalGroup = totalsRun?.groups.values()[0];
     const baseVisitors = goalDim ? (totalGroup?.visitors.count() ?? 0) : undefined;
     const rows = main.groups.values().map((g) => ({ group: g, metrics: metricValues(q.metrics, g, baseVisitors) }));
     sortRows(rows, q);
@@ -142,10 +148,11 @@ export class ReportEngine {
     const rollupDimension = this.options.rollups && q.site.rollups !== false ? rollupDimensionFor(q, dims, needSessions) : undefined;
     let intervals: [number, number][] = [[q.range.start, q.range.end]];
     let coverage: RollupCoverage | undefined;
+    let rollupBlocks = 0;
     if (rollupDimension !== undefined) {
       const pool = await this.pool();
       coverage = await rollupCoverage(pool, q, dims);
-      await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false });
+      rollupBlocks = await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false });
       intervals = coverage.rawIntervals;
     }
     // With rollups in the mix, raw parts bring visitor ids so they merge exactly with sketches.
@@ -161,7 +168,7 @@ export class ReportEngine {
     if (dims.length === 0 && groups.values().length === 0) groups.get([]);
     return {
       groups,
-      sources: { rollupDays: coverage?.days.length ?? 0, rollupHours: coverage?.hours.length ?? 0, rawIntervals: intervals.length },
+      sources: { rollupDays: coverage?.days.length ?? 0, rollupHours: coverage?.hours.length ?? 0, rollupBlocks, rawIntervals: intervals.length },
     };
   }
 

@@ -1,8 +1,10 @@
-// Reading rollups for the parts of a report's range they cover: whole local days (daily
-// rollups), else whole UTC hours (hourly rollups), provided the rollup job has reached them and
-// no late event has touched them since. What is left is returned as raw intervals.
+// Reading rollups for the parts of a report's range they cover: whole local days (daily rollups,
+// or multi-day blocks of them for runs of days when the report has no time dimension), else
+// whole UTC hours (hourly rollups), provided the rollup job has reached them and no late event
+// has touched them since. What is left is returned as raw intervals.
 import type { Pool } from "pg";
 import type { DimensionKind } from "./catalog.js";
+import { blockKey, coverDays, type DayBlock } from "./day-blocks.js";
 import { Distinct, type GroupMap } from "./groups.js";
 import { mentions, type ReportQuery } from "./query.js";
 import { VisitorSketch } from "./sketch.js";
@@ -83,6 +85,7 @@ export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: Dimension
 
 const CLASSIFICATIONS = { USER: [1], BOT: [2], ALL: [1, 2] } as const;
 
+/** Reads the covered parts into `groups`; returns how many multi-day blocks it read. */
 export async function readRollups(
   pool: Pool,
   q: ReportQuery,
@@ -91,24 +94,23 @@ export async function readRollups(
   coverage: RollupCoverage,
   groups: GroupMap,
   need: { events: boolean; sessions: boolean; sketches?: boolean },
-): Promise<void> {
+): Promise<number> {
   const timeDim = dims.find((d) => d.kind === "time")?.name as TimeBucket | undefined;
   const withVisitors = need.events && need.sketches !== false;
-  const read = async (table: "rollups_daily" | "rollups_hourly", column: "day" | "hour", buckets: (string | number)[]) => {
-    if (buckets.length === 0) return;
+  // `bucket` selects the rows of the covered buckets; `column` labels them when grouping by time.
+  const read = async (table: "rollups_daily" | "rollups_hourly" | "rollups_blocks", bucket: (p: Params) => string, column?: "day" | "hour") => {
     const p = new Params();
     const site = p.add(q.site.id);
     const dim = p.add(dimension);
-    const list = p.add(column === "day" ? buckets : buckets.map((h) => new Date(h as number).toISOString()));
     const classes = p.add(CLASSIFICATIONS[q.classification]);
     const where = dimension === "" ? "true" : filterSql(q.filter, "rollup", q, p);
-    const bucketSelect = timeDim ? `r.${column}${column === "day" ? "::text" : ""} as bucket, ` : "";
-    const groupBy = [timeDim ? `r.${column}` : "", "r.value"].filter(Boolean).join(", ");
+    const bucketSelect = timeDim && column ? `r.${column}${column === "day" ? "::text" : ""} as bucket, ` : "";
+    const groupBy = [timeDim && column ? `r.${column}` : "", "r.value"].filter(Boolean).join(", ");
     const text = `select ${bucketSelect}r.value, sum(r.pageviews) as pageviews, sum(r.events) as events, sum(r.revenue) as revenue,
   sum(r.visits) as visits, sum(r.bounces) as bounces, sum(r.duration_seconds) as duration, sum(r.session_pageviews) as session_pageviews
   ${withVisitors ? ", string_agg(int4send(length(r.visitors)) || r.visitors, ''::bytea) as visitors" : ""}
 from ${table} r
-where r.site_id = ${site} and r.dimension = ${dim} and r.${column} = any(${list}::${column === "day" ? "date" : "timestamptz"}[]) and r.classification = any(${classes}::int2[]) and ${where}
+where r.site_id = ${site} and r.dimension = ${dim} and ${bucket(p)} and r.classification = any(${classes}::int2[]) and ${where}
 group by ${groupBy}`;
     const { rows } = await pool.query(text, p.values);
     for (const row of rows) {
@@ -128,5 +130,23 @@ group by ${groupBy}`;
       if (need.sessions) group.addSessions(Number(row.visits), Number(row.bounces), Number(row.duration), Number(row.session_pageviews));
     }
   };
-  await Promise.all([read("rollups_daily", "day", coverage.days), read("rollups_hourly", "hour", coverage.hours)]);
+  // Without a time dimension, runs of days are read from multi-day blocks where they are built.
+  const { days, blocks } = !timeDim && coverage.days.length >= 2 ? await coverWithBlocks(pool, q.site.id, coverage.days) : { days: coverage.days, blocks: [] };
+  await Promise.all([
+    days.length > 0 && read("rollups_daily", (p) => `r.day = any(${p.add(days)}::date[])`, "day"),
+    coverage.hours.length > 0 && read("rollups_hourly", (p) => `r.hour = any(${p.add(coverage.hours.map((h) => new Date(h).toISOString()))}::timestamptz[])`, "hour"),
+    blocks.length > 0 &&
+      read("rollups_blocks", (p) => `(r.level, r.start_day) in (select * from unnest(${p.add(blocks.map((b) => b.level))}::int2[], ${p.add(blocks.map((b) => b.start))}::date[]))`),
+  ]);
+  return blocks.length;
+}
+
+async function coverWithBlocks(pool: Pool, siteId: string, days: string[]): Promise<{ days: string[]; blocks: DayBlock[] }> {
+  const sorted = [...days].sort();
+  const { rows } = await pool.query<{ level: number; start_day: string }>(
+    "select level, start_day::text from rollup_blocks_built where site_id = $1 and start_day >= $2 and start_day <= $3",
+    [siteId, sorted[0], sorted[sorted.length - 1]],
+  );
+  const built = new Set(rows.map((r) => blockKey(Number(r.level), r.start_day)));
+  return coverDays(sorted, (block) => built.has(blockKey(block.level, block.start)));
 }

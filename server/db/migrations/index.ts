@@ -9,6 +9,7 @@ import { Migration20261124000000_metrics } from "./Migration20261124000000_metri
 import { Migration20261123010000_rollups } from "./Migration20261123010000_rollups.js";
 import { Migration20261125000000_subscriptions } from "./Migration20261125000000_subscriptions.js";
 import { Migration20261126000000_session_page_times } from "./Migration20261126000000_session_page_times.js";
+import { Migration20261127000000_rollup_blocks } from "./Migration20261127000000_rollup_blocks.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
@@ -18,4 +19,5 @@ export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261123010000_rollups", class: Migration20261123010000_rollups },
   { name: "Migration20261125000000_subscriptions", class: Migration20261125000000_subscriptions },
   { name: "Migration20261126000000_session_page_times", class: Migration20261126000000_session_page_times },
+  { name: "Migration20261127000000_rollup_blocks", class: Migration20261127000000_rollup_blocks },
 ];
