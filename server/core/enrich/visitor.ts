@@ -77,6 +77,7 @@ export function createVisitorHasher(secret: string): VisitorHasher {
       const data = `client:${siteId}\0${clientId}`;
       return ids.get(data, () => first63Bits(hmac(secret, data)));
     },
-    utcDay,
+    // Asked once per accepted request: remembered per day rather than formatted each time.
+    utcDay: (at) => dayOf(at.getTime()),
   };
 }
