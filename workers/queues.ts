@@ -91,16 +91,17 @@ export const JOB_NAMES = {
  * Redis reply is a no-op rather than a second copy.
  */
 export function ingestBatchJobId(hits: readonly RawHit[]): string {
-  const hash = createHash("sha256");
-  for (const hit of hits) hash.update(hit.siteId).update("/").update(hit.eventId).update("\n");
-  return `batch-${hash.digest("hex").slice(0, 32)}`;
+  // One string hashed once: three native update() calls per event cost more than the hashing.
+  let keys = "";
+  for (const hit of hits) keys += `${hit.siteId}/${hit.eventId}\n`;
+  return `batch-${createHash("sha256").update(keys).digest("hex").slice(0, 32)}`;
 }
 
 /** Like ingestBatchJobId: derived from the points' keys, so re-adding a batch is a no-op. */
 export function metricBatchJobId(points: readonly AcceptedMetricPoint[]): string {
-  const hash = createHash("sha256");
-  for (const p of points) hash.update(p.siteId).update("/").update(p.metric).update("/").update(String(p.ts)).update("/").update(p.pointId).update("\n");
-  return `metric-batch-${hash.digest("hex").slice(0, 32)}`;
+  let keys = "";
+  for (const p of points) keys += `${p.siteId}/${p.metric}/${p.ts}/${p.pointId}\n`;
+  return `metric-batch-${createHash("sha256").update(keys).digest("hex").slice(0, 32)}`;
 }
 
 /**
