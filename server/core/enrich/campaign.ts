@@ -53,6 +53,8 @@ function param(params: URLSearchParams, name: string): string {
 
 export function extractCampaign(pageUrl: string): Campaign {
   const campaign = emptyCampaign();
+  // Most page URLs carry no query string, and then nothing here: no need to parse them.
+  if (typeof pageUrl !== "string" || !pageUrl.includes("?")) return campaign;
   const url = parseUrl(pageUrl);
   if (!url) return campaign;
   const p = url.searchParams;
@@ -73,8 +75,19 @@ export function extractCampaign(pageUrl: string): Campaign {
   return campaign;
 }
 
+/** Parts of recently seen page URLs: a site's pages repeat, and parsing is most of the cost. */
+const PARTS_CACHE_SIZE = 10_000;
+const partsCache = new Map<string, { hostname: string; pathname: string }>();
+
 export function pageParts(url: string): { hostname: string; pathname: string } {
+  const cached = partsCache.get(url);
+  if (cached) return { ...cached };
   const parsed = parseUrl(url);
-  if (!parsed) return { hostname: "", pathname: "" };
-  return { hostname: parsed.hostname.toLowerCase(), pathname: parsed.pathname || "/" };
+  const parts = parsed ? { hostname: parsed.hostname.toLowerCase(), pathname: parsed.pathname || "/" } : { hostname: "", pathname: "" };
+  // Long URLs are rare and would make the cache large.
+  if (typeof url === "string" && url.length <= 512) {
+    if (partsCache.size >= PARTS_CACHE_SIZE) partsCache.clear();
+    partsCache.set(url, parts);
+  }
+  return { ...parts };
 }

@@ -100,8 +100,26 @@ export function sanitizeProperties(
   return { properties: result };
 }
 
+/** Recent answers of sanitizeUrl, per max length and input: a site's page URLs repeat. */
+const URL_CACHE_SIZE = 10_000;
+/** Longer URLs are rare and would make the cache large: they are sanitised each time. */
+const CACHED_URL_LENGTH = 512;
+const urlCache = new Map<string, string>();
+
 export function sanitizeUrl(raw: unknown, maxLength = 2048): string {
   if (typeof raw !== "string") return "";
+  if (raw.length > CACHED_URL_LENGTH) return sanitizeUrlUncached(raw, maxLength);
+  const key = `${maxLength} ${raw}`;
+  let sanitized = urlCache.get(key);
+  if (sanitized === undefined) {
+    sanitized = sanitizeUrlUncached(raw, maxLength);
+    if (urlCache.size >= URL_CACHE_SIZE) urlCache.clear();
+    urlCache.set(key, sanitized);
+  }
+  return sanitized;
+}
+
+function sanitizeUrlUncached(raw: string, maxLength: number): string {
   const trimmed = raw.trim();
   if (trimmed === "" || trimmed.length > maxLength * 4) return "";
   let url: URL;
