@@ -359,7 +359,7 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
     let seed: { events: number; sessions: number; ms: number; first: number; end: number } | undefined;
     let vacuumMs = 0;
     let rollMs = 0;
-    let rolled = { hours: 0, days: 0 };
+    let rolled = { hours: 0, days: 0, blocks: 0 };
     if (server.reused) {
       const { rows } = await pool.query<{ id: string }>("select id from sites where domain = $1", [HOSTNAME]);
       if (!rows[0]) throw new Error(`no site ${HOSTNAME} in ${server.databaseName}`);
@@ -386,15 +386,17 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
     const r0 = performance.now();
     const rollResult = await rollSite(pool, siteId, TIME_ZONE, Date.now(), 24 * (DAYS + 30));
     rollMs = performance.now() - r0;
-    rolled = { hours: rollResult.hours, days: rollResult.days };
-    log(`rolled ${fmt(rollResult.hours)} hours and ${fmt(rollResult.days)} days in ${(rollMs / 1000).toFixed(1)} s`);
+    rolled = { hours: rollResult.hours, days: rollResult.days, blocks: rollResult.blocks };
+    log(`rolled ${fmt(rollResult.hours)} hours, ${fmt(rollResult.days)} days and ${fmt(rollResult.blocks)} multi-day blocks in ${(rollMs / 1000).toFixed(1)} s`);
     await pool.query("vacuum analyze rollups_hourly");
     await pool.query("vacuum analyze rollups_daily");
+    await pool.query("vacuum analyze rollups_blocks");
     const stats = (
-      await pool.query<{ events: string; sessions: string; first: Date | string; last: Date | string; hourly: string; daily: string }>(
+      await pool.query<{ events: string; sessions: string; first: Date | string; last: Date | string; hourly: string; daily: string; blocks: string }>(
         `select (select count(*) from events where site_id = $1) as events, (select count(*) from sessions where site_id = $1) as sessions,
            (select min(ts) from events where site_id = $1) as first, (select max(ts) from events where site_id = $1) as last,
-           (select count(*) from rollups_hourly where site_id = $1) as hourly, (select count(*) from rollups_daily where site_id = $1) as daily`,
+           (select count(*) from rollups_hourly where site_id = $1) as hourly, (select count(*) from rollups_daily where site_id = $1) as daily,
+           (select count(*) from rollups_blocks where site_id = $1) as blocks`,
         [siteId],
       )
     ).rows[0];
@@ -402,7 +404,7 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
       await pool.query<{ name: string; bytes: string }>(
         `select t.name, (select coalesce(sum(pg_total_relation_size(c.oid)), 0) from pg_class c
              where c.relname = t.name or c.oid in (select inhrelid from pg_inherits where inhparent = to_regclass(t.name))) as bytes
-         from unnest(array['events', 'sessions', 'rollups_hourly', 'rollups_daily']) as t(name)`,
+         from unnest(array['events', 'sessions', 'rollups_hourly', 'rollups_daily', 'rollups_blocks']) as t(name)`,
       )
     ).rows;
     const size = (name: string) => `${(Number(sizes.find((s) => s.name === name)?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB`;
@@ -413,7 +415,7 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
       { name: "30 days", startDate: addDays(yesterday, -29), endDate: yesterday },
       { name: "1 day", startDate: yesterday, endDate: yesterday },
     ];
-    log(`data: ${fmt(Number(stats.events))} events, ${fmt(Number(stats.sessions))} sessions, ${new Date(stats.first).toISOString()} … ${new Date(stats.last).toISOString()}; rollups ${fmt(Number(stats.hourly))} hourly rows, ${fmt(Number(stats.daily))} daily rows`);
+    log(`data: ${fmt(Number(stats.events))} events, ${fmt(Number(stats.sessions))} sessions, ${new Date(stats.first).toISOString()} … ${new Date(stats.last).toISOString()}; rollups ${fmt(Number(stats.hourly))} hourly rows, ${fmt(Number(stats.daily))} daily rows, ${fmt(Number(stats.blocks))} multi-day block rows`);
 
     // 3. Measure, with rollups then raw-only.
     const list = widgets(reporting, siteId);
@@ -503,9 +505,9 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
         ? `- Generated in SQL (test/bench/reports-data.ts, ${SEED_CONCURRENCY} statements at once) in ${(seed.ms / 1000).toFixed(1)} s: ${fmt((seed.events + seed.sessions) / (seed.ms / 1000))} rows/s; VACUUM ANALYZE ${(vacuumMs / 1000).toFixed(1)} s.`
         : `- Reused database seeded by an earlier run (BENCH_REPORTS_DATABASE).`,
       seed
-        ? `- rollSite (server/db/rollups.ts) over the whole range: ${fmt(rolled.hours)} hours and ${fmt(rolled.days)} daily rolls in ${(rollMs / 1000).toFixed(1)} s → ${fmt(Number(stats.hourly))} hourly rows (${size("rollups_hourly")}), ${fmt(Number(stats.daily))} daily rows (${size("rollups_daily")}).`
-        : `- Rollups: ${fmt(Number(stats.hourly))} hourly rows (${size("rollups_hourly")}), ${fmt(Number(stats.daily))} daily rows (${size("rollups_daily")}).`,
-      `- Visitor sketches in the daily rollups a 30-day call reads (the bulk of its work: Postgres detoasts and hex-encodes them, the server parses and merges them): headline and time series ${mb(sketchBytes.get(""))} (site totals), devices ${mb(sketchBytes.get("device_type"))}, top sources ${mb(sketchBytes.get("source"))}, countries ${mb(sketchBytes.get("country"))}, top pages ${mb(topPageBytes)} for the 10 pages shown (${mb(sketchBytes.get("page"))} for all of them), each plus the site totals.`,
+        ? `- rollSite (server/db/rollups.ts) over the whole range: ${fmt(rolled.hours)} hours, ${fmt(rolled.days)} daily rolls and ${fmt(rolled.blocks)} multi-day blocks in ${(rollMs / 1000).toFixed(1)} s → ${fmt(Number(stats.hourly))} hourly rows (${size("rollups_hourly")}), ${fmt(Number(stats.daily))} daily rows (${size("rollups_daily")}), ${fmt(Number(stats.blocks))} block rows (${size("rollups_blocks")}).`
+        : `- Rollups: ${fmt(Number(stats.hourly))} hourly rows (${size("rollups_hourly")}), ${fmt(Number(stats.daily))} daily rows (${size("rollups_daily")}), ${fmt(Number(stats.blocks))} multi-day block rows (${size("rollups_blocks")}); blocks missing from a reused database were built by the catch-up roll.`,
+      `- Visitor sketches in the daily rollups of the 30 days (the bulk of a call's work: Postgres detoasts and hex-encodes them, the server parses and merges them; calls without a time dimension read multi-day blocks for most of these days instead, a few sketches per value rather than 30): headline and time series ${mb(sketchBytes.get(""))} (site totals), devices ${mb(sketchBytes.get("device_type"))}, top sources ${mb(sketchBytes.get("source"))}, countries ${mb(sketchBytes.get("country"))}, top pages ${mb(topPageBytes)} for the 10 pages shown (${mb(sketchBytes.get("page"))} for all of them), each plus the site totals.`,
       `- Views: 30 days = ${views[0].startDate} … ${views[0].endDate} (local days, all from daily rollups); 1 day = ${views[1].startDate}. Rounds: ${a30.rounds} with rollups (after one warm-up round), ${rawOnly.get("30 days")!.rounds} (30 days) and ${rawOnly.get("1 day")!.rounds} (1 day) raw-only.`,
     ];
     const section = [
