@@ -21,6 +21,13 @@ export interface RollupCoverage {
   hours: number[];
   /** What raw events must answer, as [start, end) instants. */
   rawIntervals: [number, number][];
+  /** Multi-day blocks built around the range: blockKey → when it was built (its version). */
+  builtBlocks: Map<string, string>;
+  /**
+   * When the rollup job last changed the site's hourly and daily rows (every roll transaction
+   * moves it), so rows read for the same query and version are the same rows.
+   */
+  version: string;
 }
 
 export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: DimensionKind[]): Promise<RollupCoverage> {
@@ -31,9 +38,20 @@ export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: Dimension
   // or exit page a dirty hour also makes the day after it raw (until the job re-rolls them).
   const byVisitPages = ["entry_page", "exit_page"].some((name) => dims.some((d) => d.name === name) || mentions(q.filter, name));
   const reach = byVisitPages ? DAY : HOUR;
-  const [marks, dirty] = await Promise.all([
-    pool.query<{ hourly_until: Date | string; daily_until: string | null }>("select hourly_until, daily_until::text from rollup_watermarks where site_id = $1", [q.site.id]),
+  const tz = q.site.timezone;
+  const [marks, dirty, built] = await Promise.all([
+    pool.query<{ hourly_until: Date | string; daily_until: string | null; updated_at: string }>(
+      "select hourly_until, daily_until::text, updated_at::text from rollup_watermarks where site_id = $1",
+      [q.site.id],
+    ),
     pool.query<{ hour: Date | string }>("select hour from rollup_dirty where site_id = $1 and hour >= $2 and hour < $3", [q.site.id, new Date(start - reach).toISOString(), new Date(end).toISOString()]),
+    // Asked alongside, not after: only reports without a time dimension over 2+ days use them.
+    end - start >= 2 * DAY && !dims.some((d) => d.kind === "time")
+      ? pool.query<{ level: number; start_day: string; built_at: string }>(
+          "select level, start_day::text, built_at::text from rollup_blocks_built where site_id = $1 and start_day >= $2 and start_day <= $3",
+          [q.site.id, localDate(start, tz), localDate(end, tz)],
+        )
+      : { rows: [] },
   ]);
   const hourlyUntil = marks.rows[0] ? new Date(marks.rows[0].hourly_until).getTime() : -Infinity;
   const dailyUntil = marks.rows[0]?.daily_until ?? null;
@@ -43,13 +61,18 @@ export async function rollupCoverage(pool: Pool, q: ReportQuery, dims: Dimension
     for (let h = hour; h < hour + reach; h += HOUR) dirtyHours.add(h);
   }
   const useDaily = !dims.some((d) => d.kind === "time" && d.name === "hour");
-  const tz = q.site.timezone;
   // An hourly rollup row is labelled with one time bucket, so it may answer only an hour that
   // lies in one: in a zone like Asia/Kolkata (+5:30) every UTC hour straddles two local hours,
   // and the UTC hour around local midnight straddles two days (and weeks, and months).
   const timeDim = dims.find((d) => d.kind === "time")?.name as TimeBucket | undefined;
   const withinOneBucket = (hour: number) => !timeDim || bucketLabel(hour, timeDim, tz) === bucketLabel(hour + HOUR - 1, timeDim, tz);
-  const coverage: RollupCoverage = { days: [], hours: [], rawIntervals: [] };
+  const coverage: RollupCoverage = {
+    days: [],
+    hours: [],
+    rawIntervals: [],
+    builtBlocks: new Map(built.rows.map((r) => [blockKey(Number(r.level), r.start_day), r.built_at])),
+    version: marks.rows[0]?.updated_at ?? "",
+  };
   const pushRaw = (a: number, b: number) => {
     const last = coverage.rawIntervals[coverage.rawIntervals.length - 1];
     if (last && last[1] === a) last[1] = b;
@@ -112,9 +135,16 @@ export async function readRollups(
 from ${table} r
 where r.site_id = ${site} and r.dimension = ${dim} and ${bucket(p)} and r.classification = any(${classes}::int2[]) and ${where}
 group by ${groupBy}`;
-    const { rows } = await pool.query(text, p.values);
+    // Rollup rows change only in the rollup job's transactions, which move the site's version
+    // (and blocks' own): rows are kept by query, site and versions.
+    const cacheKey = `${text}\n${JSON.stringify(p.values)}\n${coverage.version}\n${table === "rollups_blocks" ? blockVersions : ""}`;
+    let rows = coverage.version === "" ? undefined : rollupRows.get(cacheKey);
+    if (!rows) {
+      rows = (await pool.query(text, p.values)).rows as Record<string, unknown>[];
+      if (coverage.version !== "") rollupRows.set(cacheKey, rows, rows.reduce((n, r) => n + 100 + (Buffer.isBuffer(r.visitors) ? r.visitors.length : 0), 0));
+    }
     for (const row of rows) {
-      const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket).getTime(), timeDim, q.site.timezone);
+      const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket as string).getTime(), timeDim, q.site.timezone);
       // A row may hold only visits (a visit that started in the bucket and saw the value later)
       // or only events; it makes a group only when it has what the report counts, as raw rows do.
       if (!((need.events && Number(row.events) > 0) || (need.sessions && Number(row.visits) > 0))) continue;
@@ -131,7 +161,10 @@ group by ${groupBy}`;
     }
   };
   // Without a time dimension, runs of days are read from multi-day blocks where they are built.
-  const { days, blocks } = !timeDim && coverage.days.length >= 2 ? await coverWithBlocks(pool, q.site.id, coverage.days) : { days: coverage.days, blocks: [] };
+  const { days, blocks } = !timeDim && coverage.days.length >= 2
+    ? coverDays(coverage.days, (b) => coverage.builtBlocks.has(blockKey(b.level, b.start)))
+    : { days: coverage.days, blocks: [] as DayBlock[] };
+  const blockVersions = blocks.map((b) => `${blockKey(b.level, b.start)}@${coverage.builtBlocks.get(blockKey(b.level, b.start))}`).join(",");
   await Promise.all([
     days.length > 0 && read("rollups_daily", (p) => `r.day = any(${p.add(days)}::date[])`, "day"),
     coverage.hours.length > 0 && read("rollups_hourly", (p) => `r.hour = any(${p.add(coverage.hours.map((h) => new Date(h).toISOString()))}::timestamptz[])`, "hour"),
@@ -141,12 +174,41 @@ group by ${groupBy}`;
   return blocks.length;
 }
 
-async function coverWithBlocks(pool: Pool, siteId: string, days: string[]): Promise<{ days: string[]; blocks: DayBlock[] }> {
-  const sorted = [...days].sort();
-  const { rows } = await pool.query<{ level: number; start_day: string }>(
-    "select level, start_day::text from rollup_blocks_built where site_id = $1 and start_day >= $2 and start_day <= $3",
-    [siteId, sorted[0], sorted[sorted.length - 1]],
-  );
-  const built = new Set(rows.map((r) => blockKey(Number(r.level), r.start_day)));
-  return coverDays(sorted, (block) => built.has(blockKey(block.level, block.start)));
+/**
+ * Rollup rows already read, by query and versions, up to a byte budget (least recently used go
+ * first). Dashboards ask the same questions again and again, while a site's rollups change once
+ * per roll (about hourly) and the blocks behind a long range about daily; visitor sketches are
+ * most of what a report reads, so this saves Postgres detoasting and sending megabytes per call.
+ */
+class RollupRowCache {
+  private readonly entries = new Map<string, { rows: Record<string, unknown>[]; bytes: number }>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Record<string, unknown>[] | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    // Most recently used last.
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry.rows;
+  }
+
+  set(key: string, rows: Record<string, unknown>[], bytes: number): void {
+    if (bytes > this.maxBytes / 4) return;
+    const old = this.entries.get(key);
+    if (old) {
+      this.bytes -= old.bytes;
+      this.entries.delete(key);
+    }
+    this.entries.set(key, { rows, bytes });
+    this.bytes += bytes;
+    for (const [oldest, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= entry.bytes;
+    }
+  }
 }
+
+const rollupRows = new RollupRowCache(64 * 2 ** 20);

@@ -1,0 +1,79 @@
+// Rollup rows a report has read are kept by query and rollup version: asking again reads no
+// rollup rows from Postgres, and once the rollup job has changed them (here: late events into
+// rolled hours, then the re-roll), the answer follows, equal to the raw computation each time.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pool } from "pg";
+import { ReportEngine } from "../../server/core/reports/engine.js";
+import { planReport } from "../../server/core/reports/query.js";
+import { storeEvents } from "../../server/db/events-store.js";
+import { sqlPool } from "../../server/db/orm.js";
+import { rollSite } from "../../server/db/rollups.js";
+import { createMigratedTestOrm, type MigratedTestOrm } from "../support/db.js";
+import { type Fixture, generateFixture } from "../support/report-fixture.js";
+
+const WINDOW = { start: Date.parse("2026-05-01T00:00:00Z"), end: Date.parse("2026-05-13T00:00:00Z") };
+const ROLLED_AT = WINDOW.end + 3 * 3_600_000;
+let database: MigratedTestOrm;
+let pool: Pool;
+let fixture: Fixture;
+/** SQL statements that read rollup rows, since the last reset. */
+let rollupReads: string[] = [];
+
+beforeAll(async () => {
+  database = await createMigratedTestOrm("report-cache");
+  pool = await sqlPool(database.orm);
+  fixture = generateFixture(77, [{ timezone: "Europe/Berlin", goals: [] }], { window: WINDOW, sessionsPerSite: 300, visitorsPerSite: 150 });
+  for (let i = 0; i < fixture.events.length; i += 500) await storeEvents(pool, fixture.events.slice(i, i + 500));
+  await rollSite(pool, fixture.sites[0].id, "Europe/Berlin", ROLLED_AT);
+}, 300_000);
+afterAll(() => database?.drop());
+
+// A pool that notes every statement reading rollups_* rows, then runs it.
+const counting = (): Pool =>
+  new Proxy(pool, {
+    get(target, name, receiver) {
+      if (name !== "query") return Reflect.get(target, name, receiver);
+      return (text: unknown, values?: unknown) => {
+        if (typeof text === "string" && /from rollups_(daily|hourly|blocks)\b/.test(text)) rollupReads.push(text);
+        return target.query(text as string, values as unknown[]);
+      };
+    },
+  });
+
+async function run(rollups: boolean) {
+  const site = fixture.sites[0];
+  const q = planReport({ id: site.id, timezone: site.timezone }, [], {
+    startDate: "2026-05-02", endDate: "2026-05-11", metrics: ["pageviews", "visitors", "visits", "bounce_rate"], dimensions: ["page"],
+    filters: [], orderBy: [], limit: 100, pageToken: "", classification: "",
+  });
+  const counted = counting();
+  return new ReportEngine(async () => counted, { rollups }).run(q);
+}
+
+describe("rollup rows a report read", () => {
+  it("are not read again for the same question and rollups, and the answer stays the raw one", async () => {
+    const raw = await run(false);
+    rollupReads = [];
+    const first = await run(true);
+    expect(first.sources.rollupBlocks).toBeGreaterThan(0);
+    expect(rollupReads.length).toBeGreaterThan(0);
+    rollupReads = [];
+    const second = await run(true);
+    expect(rollupReads).toEqual([]);
+    expect(second.rows).toEqual(first.rows);
+    expect(first.rows).toEqual(raw.rows);
+  });
+
+  it("are read anew once late events dirtied hours and the job re-rolled them", async () => {
+    const before = await run(true);
+    await storeEvents(pool, fixture.late.filter((e) => e.ts >= Date.parse("2026-05-02T00:00:00Z") && e.ts < Date.parse("2026-05-11T00:00:00Z")));
+    const dirty = await run(true);
+    expect(dirty.rows).toEqual((await run(false)).rows);
+    await rollSite(pool, fixture.sites[0].id, "Europe/Berlin", ROLLED_AT);
+    rollupReads = [];
+    const rerolled = await run(true);
+    expect(rollupReads.length).toBeGreaterThan(0);
+    expect(rerolled.rows).toEqual((await run(false)).rows);
+    expect(rerolled.rows).not.toEqual(before.rows);
+  }, 300_000);
+});
