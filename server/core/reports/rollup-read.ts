@@ -136,28 +136,23 @@ from ${table} r
 where r.site_id = ${site} and r.dimension = ${dim} and ${bucket(p)} and r.classification = any(${classes}::int2[]) and ${where}
 group by ${groupBy}`;
     // Rollup rows change only in the rollup job's transactions, which move the site's version
-    // (and blocks' own): rows are kept by query, site and versions.
+    // (and blocks' own): rows are kept by query, site and versions, with their sketches merged.
     const cacheKey = `${text}\n${JSON.stringify(p.values)}\n${coverage.version}\n${table === "rollups_blocks" ? blockVersions : ""}`;
     let rows = coverage.version === "" ? undefined : rollupRows.get(cacheKey);
     if (!rows) {
-      rows = (await pool.query(text, p.values)).rows as Record<string, unknown>[];
-      if (coverage.version !== "") rollupRows.set(cacheKey, rows, rows.reduce((n, r) => n + 100 + (Buffer.isBuffer(r.visitors) ? r.visitors.length : 0), 0));
+      rows = ((await pool.query(text, p.values)).rows as Record<string, unknown>[]).map((row) => decodeRow(row, withVisitors));
+      if (coverage.version !== "") rollupRows.set(cacheKey, rows, rows.reduce((n, r) => n + 100 + (r.visitors?.byteSize() ?? 0), 0));
     }
     for (const row of rows) {
       const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket as string).getTime(), timeDim, q.site.timezone);
       // A row may hold only visits (a visit that started in the bucket and saw the value later)
       // or only events; it makes a group only when it has what the report counts, as raw rows do.
-      if (!((need.events && Number(row.events) > 0) || (need.sessions && Number(row.visits) > 0))) continue;
-      const key = dims.map((d) => (d.kind === "time" ? label : String(row.value)));
+      if (!((need.events && row.events > 0) || (need.sessions && row.visits > 0))) continue;
+      const key = dims.map((d) => (d.kind === "time" ? label : row.value));
       const group = groups.get(key);
-      if (need.events) {
-        const sketch = new VisitorSketch();
-        // The group's sketches, each after its length as 4 bytes: one bytea, which pg turns into a
-        // Buffer natively (a bytea[] went through a JavaScript array parser at ~200 ms a megabyte).
-        if (withVisitors) sketch.mergeConcatenated(row.visitors as Buffer);
-        group.addEvents(Number(row.pageviews), Number(row.events), Number(row.revenue), Distinct.ofSketch(sketch), Distinct.ofSketch(new VisitorSketch()));
-      }
-      if (need.sessions) group.addSessions(Number(row.visits), Number(row.bounces), Number(row.duration), Number(row.session_pageviews));
+      // A group copies a sketch before merging into it, so a kept row's sketch is never changed.
+      if (need.events) group.addEvents(row.pageviews, row.events, row.revenue, Distinct.ofSketch(row.visitors ?? new VisitorSketch()), Distinct.ofSketch(new VisitorSketch()));
+      if (need.sessions) group.addSessions(row.visits, row.bounces, row.duration, row.sessionPageviews);
     }
   };
   // Without a time dimension, runs of days are read from multi-day blocks where they are built.
@@ -174,6 +169,42 @@ group by ${groupBy}`;
   return blocks.length;
 }
 
+/** One summed rollup row as a report uses it: numbers parsed, visitor sketches merged. */
+interface SummedRow {
+  bucket: unknown;
+  value: string;
+  pageviews: number;
+  events: number;
+  revenue: number;
+  visits: number;
+  bounces: number;
+  duration: number;
+  sessionPageviews: number;
+  visitors: VisitorSketch | undefined;
+}
+
+function decodeRow(row: Record<string, unknown>, withVisitors: boolean): SummedRow {
+  let visitors: VisitorSketch | undefined;
+  if (withVisitors) {
+    visitors = new VisitorSketch();
+    // The group's sketches, each after its length as 4 bytes: one bytea, which pg turns into a
+    // Buffer natively (a bytea[] went through a JavaScript array parser at ~200 ms a megabyte).
+    visitors.mergeConcatenated(row.visitors as Buffer);
+  }
+  return {
+    bucket: row.bucket,
+    value: String(row.value),
+    pageviews: Number(row.pageviews),
+    events: Number(row.events),
+    revenue: Number(row.revenue),
+    visits: Number(row.visits),
+    bounces: Number(row.bounces),
+    duration: Number(row.duration),
+    sessionPageviews: Number(row.session_pageviews),
+    visitors,
+  };
+}
+
 /**
  * Rollup rows already read, by query and versions, up to a byte budget (least recently used go
  * first). Dashboards ask the same questions again and again, while a site's rollups change once
@@ -181,11 +212,11 @@ group by ${groupBy}`;
  * most of what a report reads, so this saves Postgres detoasting and sending megabytes per call.
  */
 class RollupRowCache {
-  private readonly entries = new Map<string, { rows: Record<string, unknown>[]; bytes: number }>();
+  private readonly entries = new Map<string, { rows: SummedRow[]; bytes: number }>();
   private bytes = 0;
   constructor(private readonly maxBytes: number) {}
 
-  get(key: string): Record<string, unknown>[] | undefined {
+  get(key: string): SummedRow[] | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     // Most recently used last.
@@ -194,7 +225,7 @@ class RollupRowCache {
     return entry.rows;
   }
 
-  set(key: string, rows: Record<string, unknown>[], bytes: number): void {
+  set(key: string, rows: SummedRow[], bytes: number): void {
     if (bytes > this.maxBytes / 4) return;
     const old = this.entries.get(key);
     if (old) {

@@ -147,6 +147,11 @@ export class VisitorSketch {
     return this.exact !== null;
   }
 
+  /** Bytes of memory it holds (its typed arrays). */
+  byteSize(): number {
+    return this.registers ? this.registers.length : this.exact!.his.length * 8;
+  }
+
   add(id: bigint): void {
     const value = id & MASK63;
     this.addWords(Number(value >> 32n), Number(value & LOW32));
