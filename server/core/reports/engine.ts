@@ -36,6 +36,8 @@ const VISITOR_METRICS: ReadonlySet<MetricName> = new Set(["visitors", "conversio
 interface Collected {
   groups: GroupMap;
   sources: ReportResult["sources"];
+  /** What rollups covered, when they were asked. */
+  coverage?: RollupCoverage;
 }
 
 export class ReportEngine {
@@ -116,7 +118,8 @@ export class ReportEngine {
     if (page.length > 0) {
       // The page's groups again, with sketches: their visitors replace the sketch-less ones.
       const onPage: FilterNode = { op: "condition", condition: { dimension: dim, operator: "in", values: page.map((r) => r.group.key[0]) } };
-      const withSketches = await this.collect({ ...q, filter: q.filter ? { op: "and", children: [q.filter, onPage] } : onPage }, q.dimensions);
+      // Same range and dimension, so the same rollup coverage: it is not asked for again.
+      const withSketches = await this.collect({ ...q, filter: q.filter ? { op: "and", children: [q.filter, onPage] } : onPage }, q.dimensions, { coverage: main.coverage });
       // Rows only grow between the two reads; should one be missing anyway, every row is read with its sketch.
       if (page.some(({ group }) => !withSketches.groups.find(group.key))) return this.answer(q, await this.collect(q, q.dimensions), totalsRun);
       for (const { group } of page) {
@@ -139,7 +142,7 @@ export class ReportEngine {
    * elsewhere. `sketches: false` leaves out the rollups' visitor sketches (visitor counts are then
    * incomplete: for sorting by other metrics only).
    */
-  async collect(q: ReportQuery, dims: DimensionKind[], options: { sketches?: boolean } = {}): Promise<Collected> {
+  async collect(q: ReportQuery, dims: DimensionKind[], options: { sketches?: boolean; coverage?: RollupCoverage } = {}): Promise<Collected> {
     const groups = new GroupMap();
     // Only what the report counts makes groups: reading events for a goal dimension when only
     // visit metrics were asked gave goal rows of zeros (goals completed by visits started earlier).
@@ -151,7 +154,7 @@ export class ReportEngine {
     let rollupBlocks = 0;
     if (rollupDimension !== undefined) {
       const pool = await this.pool();
-      coverage = await rollupCoverage(pool, q, dims);
+      coverage = options.coverage ?? (await rollupCoverage(pool, q, dims));
       rollupBlocks = await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false });
       intervals = coverage.rawIntervals;
     }
@@ -169,6 +172,7 @@ export class ReportEngine {
     return {
       groups,
       sources: { rollupDays: coverage?.days.length ?? 0, rollupHours: coverage?.hours.length ?? 0, rollupBlocks, rawIntervals: intervals.length },
+      coverage,
     };
   }
 
