@@ -1,3 +1,6 @@
+import { BoundedCache } from "../bounded-cache.js";
+import { CACHED_URL_LENGTH } from "./sanitize.js";
+
 export interface Campaign {
   utmSource: string;
   utmMedium: string;
@@ -76,18 +79,15 @@ export function extractCampaign(pageUrl: string): Campaign {
 }
 
 /** Parts of recently seen page URLs: a site's pages repeat, and parsing is most of the cost. */
-const PARTS_CACHE_SIZE = 10_000;
-const partsCache = new Map<string, { hostname: string; pathname: string }>();
+const partsCache = new BoundedCache<{ hostname: string; pathname: string }>(10_000);
+
+function parseParts(url: string): { hostname: string; pathname: string } {
+  const parsed = parseUrl(url);
+  return parsed ? { hostname: parsed.hostname.toLowerCase(), pathname: parsed.pathname || "/" } : { hostname: "", pathname: "" };
+}
 
 export function pageParts(url: string): { hostname: string; pathname: string } {
-  const cached = partsCache.get(url);
-  if (cached) return { ...cached };
-  const parsed = parseUrl(url);
-  const parts = parsed ? { hostname: parsed.hostname.toLowerCase(), pathname: parsed.pathname || "/" } : { hostname: "", pathname: "" };
   // Long URLs are rare and would make the cache large.
-  if (typeof url === "string" && url.length <= 512) {
-    if (partsCache.size >= PARTS_CACHE_SIZE) partsCache.clear();
-    partsCache.set(url, parts);
-  }
-  return { ...parts };
+  if (typeof url !== "string" || url.length > CACHED_URL_LENGTH) return parseParts(url);
+  return { ...partsCache.get(url, () => parseParts(url)) };
 }

@@ -1,3 +1,5 @@
+import { BoundedCache } from "../bounded-cache.js";
+
 export type PropertyValue = string | number | boolean;
 
 export interface FieldError {
@@ -101,22 +103,14 @@ export function sanitizeProperties(
 }
 
 /** Recent answers of sanitizeUrl, per max length and input: a site's page URLs repeat. */
-const URL_CACHE_SIZE = 10_000;
+const urlCache = new BoundedCache<string>(10_000);
 /** Longer URLs are rare and would make the cache large: they are sanitised each time. */
-const CACHED_URL_LENGTH = 512;
-const urlCache = new Map<string, string>();
+export const CACHED_URL_LENGTH = 512;
 
 export function sanitizeUrl(raw: unknown, maxLength = 2048): string {
   if (typeof raw !== "string") return "";
   if (raw.length > CACHED_URL_LENGTH) return sanitizeUrlUncached(raw, maxLength);
-  const key = `${maxLength} ${raw}`;
-  let sanitized = urlCache.get(key);
-  if (sanitized === undefined) {
-    sanitized = sanitizeUrlUncached(raw, maxLength);
-    if (urlCache.size >= URL_CACHE_SIZE) urlCache.clear();
-    urlCache.set(key, sanitized);
-  }
-  return sanitized;
+  return urlCache.get(`${maxLength} ${raw}`, () => sanitizeUrlUncached(raw, maxLength));
 }
 
 function sanitizeUrlUncached(raw: string, maxLength: number): string {

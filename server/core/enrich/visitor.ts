@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { BoundedCache } from "../bounded-cache.js";
 
 export interface VisitorHasher {
   visitorId(siteId: string, ip: string, userAgent: string, day: string): bigint;
@@ -25,22 +26,6 @@ function hmac(key: string | Buffer, data: string): Buffer {
 
 /** Ids remembered per hasher: a visitor's events mostly arrive close together. */
 const ID_CACHE_SIZE = 50_000;
-
-/** A Map that forgets its oldest insertion beyond `size` entries. */
-class BoundedCache<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly size: number) {}
-
-  get(key: string, compute: () => V): V {
-    let value = this.map.get(key);
-    if (value === undefined) {
-      value = compute();
-      if (this.map.size >= this.size) this.map.delete(this.map.keys().next().value as string);
-      this.map.set(key, value);
-    }
-    return value;
-  }
-}
 
 export function createVisitorHasher(secret: string): VisitorHasher {
   if (typeof secret !== "string" || secret.length === 0) {
