@@ -6,7 +6,7 @@ import type { Pool } from "pg";
 import { type DimensionKind, type FilterNode, type MetricName, ROLLUP_DIMENSIONS, SESSION_DIMENSIONS, SESSION_METRICS } from "./catalog.js";
 import { Distinct, type GroupAggregate, GroupMap } from "./groups.js";
 import { conditionsOf, type ReportQuery } from "./query.js";
-import { type RollupCoverage, rollupCoverage, readRollups } from "./rollup-read.js";
+import { type RollupCoverage, rollupCoverage, readRollups, RollupRowCache } from "./rollup-read.js";
 import { VisitorSketch } from "./sketch.js";
 import { eventMetricsSql, sessionMetricsSql } from "./sql.js";
 
@@ -40,7 +40,12 @@ interface Collected {
   coverage?: RollupCoverage;
 }
 
+/** Bytes of rollup rows an engine keeps for repeated reports. */
+const ROLLUP_ROW_CACHE_BYTES = 64 * 2 ** 20;
+
 export class ReportEngine {
+  private readonly rollupRows = new RollupRowCache(ROLLUP_ROW_CACHE_BYTES);
+
   /** `pool` resolves to the process's pg pool (the ORM's), on first use. */
   constructor(private readonly pool: () => Promise<Pool>, private readonly options: EngineOptions) {}
 
@@ -155,7 +160,7 @@ export class ReportEngine {
     if (rollupDimension !== undefined) {
       const pool = await this.pool();
       coverage = options.coverage ?? (await rollupCoverage(pool, q, dims));
-      rollupBlocks = await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false });
+      rollupBlocks = await readRollups(pool, q, dims, rollupDimension, coverage, groups, { events: needEvents, sessions: needSessions, sketches: options.sketches !== false }, this.rollupRows);
       intervals = coverage.rawIntervals;
     }
     // With rollups in the mix, raw parts bring visitor ids so they merge exactly with sketches.

@@ -117,6 +117,7 @@ export async function readRollups(
   coverage: RollupCoverage,
   groups: GroupMap,
   need: { events: boolean; sessions: boolean; sketches?: boolean },
+  cache?: RollupRowCache,
 ): Promise<number> {
   const timeDim = dims.find((d) => d.kind === "time")?.name as TimeBucket | undefined;
   const withVisitors = need.events && need.sketches !== false;
@@ -135,13 +136,15 @@ export async function readRollups(
 from ${table} r
 where r.site_id = ${site} and r.dimension = ${dim} and ${bucket(p)} and r.classification = any(${classes}::int2[]) and ${where}
 group by ${groupBy}`;
-    // Rollup rows change only in the rollup job's transactions, which move the site's version
-    // (and blocks' own): rows are kept by query, site and versions, with their sketches merged.
-    const cacheKey = `${text}\n${JSON.stringify(p.values)}\n${coverage.version}\n${table === "rollups_blocks" ? blockVersions : ""}`;
-    let rows = coverage.version === "" ? undefined : rollupRows.get(cacheKey);
+    // Hourly and daily rows change only in the rollup job's transactions, which move the site's
+    // version; a block changes only when rebuilt, which moves its own. Rows are kept by query and
+    // those versions, with their sketches merged.
+    const version = table === "rollups_blocks" ? blockVersions : coverage.version;
+    const cacheKey = `${text}\n${JSON.stringify(p.values)}\n${version}`;
+    let rows = cache && version !== "" ? cache.get(cacheKey) : undefined;
     if (!rows) {
       rows = ((await pool.query(text, p.values)).rows as Record<string, unknown>[]).map((row) => decodeRow(row, withVisitors));
-      if (coverage.version !== "") rollupRows.set(cacheKey, rows, rows.reduce((n, r) => n + 100 + (r.visitors?.byteSize() ?? 0), 0));
+      if (cache && version !== "") cache.set(cacheKey, rows, rows.reduce((n, r) => n + 100 + (r.visitors?.byteSize() ?? 0), 0));
     }
     for (const row of rows) {
       const label = !timeDim ? "" : column === "day" ? dayBucketLabel(String(row.bucket), timeDim as Exclude<TimeBucket, "hour">) : bucketLabel(new Date(row.bucket as string).getTime(), timeDim, q.site.timezone);
@@ -210,8 +213,9 @@ function decodeRow(row: Record<string, unknown>, withVisitors: boolean): SummedR
  * first). Dashboards ask the same questions again and again, while a site's rollups change once
  * per roll (about hourly) and the blocks behind a long range about daily; visitor sketches are
  * most of what a report reads, so this saves Postgres detoasting and sending megabytes per call.
+ * One per ReportEngine.
  */
-class RollupRowCache {
+export class RollupRowCache {
   private readonly entries = new Map<string, { rows: SummedRow[]; bytes: number }>();
   private bytes = 0;
   constructor(private readonly maxBytes: number) {}
@@ -241,5 +245,3 @@ class RollupRowCache {
     }
   }
 }
-
-const rollupRows = new RollupRowCache(64 * 2 ** 20);
