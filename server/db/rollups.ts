@@ -1,11 +1,11 @@
-// Rolling raw events up into rollups_hourly, rollups_daily and multi-day rollups_blocks. Idempotent: a roll replaces the
-// rows of its hour or day. Each transaction holds the site's watermark row, which ingestion
+// Rolling raw events up into rollups_hourly, rollups_daily and multi-day rollups_blocks.
+// Idempotent: a roll replaces the rows of its hour, day or block. Each transaction holds the site's watermark row, which ingestion
 // share-locks before marking late hours dirty (see events-store.ts), so no event can slip
 // between a roll and the watermark moving past its hour.
 import type { Pool, PoolClient } from "pg";
 import { ROLLUP_DIMENSIONS, SESSION_DIMENSIONS } from "../core/reports/catalog.js";
 import { VisitorSketch } from "../core/reports/sketch.js";
-import { blockEnd, blockKey, blocksContaining, dateOfDayNumber, type DayBlock, dayNumber, MAX_BLOCK_LEVEL } from "../core/reports/day-blocks.js";
+import { blockEnd, blockKey, blocksContaining, dateOfDayNumber, type DayBlock, dayNumber } from "../core/reports/day-blocks.js";
 import { addDays, localDate, startOfLocalDay } from "../core/reports/time.js";
 
 const HOUR = 3_600_000;
@@ -172,28 +172,32 @@ async function aggregateDay(db: PoolClient, siteId: string, start: number, end: 
   return mergeRows(db, "rollups_hourly where site_id = $1 and hour >= $2 and hour < $3", [siteId, new Date(start).toISOString(), new Date(end).toISOString()]);
 }
 
-/**
- * Rebuilds the blocks holding `days` whose every day is rolled (before `dailyUntil`), smallest
- * first: a block is merged from its two halves when both are built, else from its daily rows.
- */
-async function rebuildBlocks(db: PoolClient, siteId: string, days: Iterable<string>, dailyUntil: string): Promise<number> {
-  const wanted = new Map<string, DayBlock>();
+/** The blocks holding `days` whose every day is rolled (each ends by `dailyUntil`). */
+function completeBlocksHolding(days: Iterable<string>, dailyUntil: string): DayBlock[] {
+  const blocks = new Map<string, DayBlock>();
   for (const day of days) {
-    for (const block of blocksContaining(day)) if (blockEnd(block) <= dailyUntil) wanted.set(blockKey(block.level, block.start), block);
+    for (const block of blocksContaining(day)) if (blockEnd(block) <= dailyUntil) blocks.set(blockKey(block.level, block.start), block);
   }
-  if (wanted.size === 0) return 0;
-  const blocks = [...wanted.values()].sort((a, b) => a.level - b.level || (a.start < b.start ? -1 : 1));
+  return [...blocks.values()];
+}
+
+/**
+ * Rebuilds `blocks`, smaller ones first: a block is merged from its two halves when both are
+ * built, else from its daily rows. Every day of each block must be rolled.
+ */
+async function rebuildBlocks(db: PoolClient, siteId: string, blocks: DayBlock[]): Promise<number> {
+  if (blocks.length === 0) return 0;
+  const sorted = [...blocks].sort((a, b) => a.level - b.level || (a.start < b.start ? -1 : 1));
   const { rows: marks } = await db.query<{ level: number; start_day: string }>(
     "select level, start_day::text from rollup_blocks_built where site_id = $1 and start_day >= $2 and start_day < $3",
-    [siteId, minStart(blocks), maxEnd(blocks)],
+    [siteId, sorted.reduce((min, b) => (b.start < min ? b.start : min), sorted[0].start), sorted.reduce((max, b) => (blockEnd(b) > max ? blockEnd(b) : max), "")],
   );
   const built = new Set(marks.map((m) => blockKey(Number(m.level), m.start_day)));
-  for (const block of blocks) {
-    const end = blockEnd(block);
+  for (const block of sorted) {
     const halves = block.level === 1 ? [] : [{ level: block.level - 1, start: block.start }, { level: block.level - 1, start: dateOfDayNumber(dayNumber(block.start) + 2 ** (block.level - 1)) }];
     const rows = halves.length > 0 && halves.every((h) => built.has(blockKey(h.level, h.start)))
       ? await mergeRows(db, "rollups_blocks where site_id = $1 and level = $2 and start_day = any($3::date[])", [siteId, block.level - 1, halves.map((h) => h.start)])
-      : await mergeRows(db, "rollups_daily where site_id = $1 and day >= $2 and day < $3", [siteId, block.start, end]);
+      : await mergeRows(db, "rollups_daily where site_id = $1 and day >= $2 and day < $3", [siteId, block.start, blockEnd(block)]);
     await writeRows(db, { table: "rollups_blocks", key: { level: block.level, start_day: block.start } }, siteId, rows);
     await db.query(
       "insert into rollup_blocks_built (site_id, level, start_day) values ($1, $2, $3) on conflict (site_id, level, start_day) do update set built_at = now()",
@@ -201,7 +205,7 @@ async function rebuildBlocks(db: PoolClient, siteId: string, days: Iterable<stri
     );
     built.add(blockKey(block.level, block.start));
   }
-  return blocks.length;
+  return sorted.length;
 }
 
 /** Blocks built per rollSite call when catching up on missing ones; the rest wait for the next call. */
@@ -210,33 +214,25 @@ const MAX_BLOCKS_PER_ROLL = 512;
 const MISSING_BLOCKS_PER_TRANSACTION = 32;
 
 /**
- * Days whose blocks are not all built, though every day in them is rolled: from the site's
- * first daily rollup to `dailyUntil`. At most MISSING_BLOCKS_PER_TRANSACTION blocks' worth.
+ * Blocks not built though every day in them is rolled, from the site's first daily rollup to
+ * `dailyUntil` (rollups made before blocks existed), smaller ones first; at most
+ * MISSING_BLOCKS_PER_TRANSACTION of them.
  */
-async function missingBlocks(db: PoolClient, siteId: string, dailyUntil: string): Promise<string[]> {
+async function missingBlocks(db: PoolClient, siteId: string, dailyUntil: string): Promise<DayBlock[]> {
   const first = await db.query<{ day: string | null }>("select min(day)::text as day from rollups_daily where site_id = $1 and dimension = ''", [siteId]);
   const firstDay = first.rows[0]?.day;
   if (!firstDay || firstDay >= dailyUntil) return [];
   const { rows } = await db.query<{ level: number; start_day: string }>("select level, start_day::text from rollup_blocks_built where site_id = $1", [siteId]);
   const built = new Set(rows.map((r) => blockKey(Number(r.level), r.start_day)));
-  const days: string[] = [];
-  let blocks = 0;
-  for (let level = 1; level <= MAX_BLOCK_LEVEL && blocks < MISSING_BLOCKS_PER_TRANSACTION; level++) {
-    const size = 2 ** level;
-    for (let n = dayNumber(firstDay) - (((dayNumber(firstDay) % size) + size) % size); blocks < MISSING_BLOCKS_PER_TRANSACTION; n += size) {
-      const block = { level, start: dateOfDayNumber(n) };
-      if (blockEnd(block) > dailyUntil) break;
-      if (built.has(blockKey(level, block.start))) continue;
-      // Its last day: rebuildBlocks builds every complete block holding it, smaller ones first.
-      days.push(dateOfDayNumber(n + size - 1));
-      blocks += level;
+  const missing: DayBlock[] = [];
+  for (const { level, start } of blocksContaining(firstDay)) {
+    for (let block = { level, start }; blockEnd(block) <= dailyUntil; block = { level, start: blockEnd(block) }) {
+      if (missing.length >= MISSING_BLOCKS_PER_TRANSACTION) return missing;
+      if (!built.has(blockKey(level, block.start))) missing.push(block);
     }
   }
-  return days;
+  return missing;
 }
-
-const minStart = (blocks: DayBlock[]) => blocks.reduce((min, b) => (b.start < min ? b.start : min), blocks[0].start);
-const maxEnd = (blocks: DayBlock[]) => blocks.reduce((max, b) => (blockEnd(b) > max ? blockEnd(b) : max), blockEnd(blocks[0]));
 
 /**
  * Rolled hours, besides `dirty`, holding events of visits that started in a dirty hour. A late
@@ -300,7 +296,7 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
         // before blocks existed, or a transaction's worth at a time) are built now.
         const missing = result.blocks < MAX_BLOCKS_PER_ROLL && mark.rows[0].daily_until ? await missingBlocks(client, siteId, mark.rows[0].daily_until) : [];
         if (missing.length > 0) {
-          result.blocks += await rebuildBlocks(client, siteId, missing, mark.rows[0].daily_until!);
+          result.blocks += await rebuildBlocks(client, siteId, missing);
           await client.query("commit");
           continue;
         }
@@ -331,7 +327,7 @@ export async function rollSite(pool: Pool, siteId: string, timeZone: string, now
       }
       const today = localDate(hourlyUntil, timeZone);
       const dailyUntil = startOfLocalDay(today, timeZone) <= hourlyUntil ? today : addDays(today, -1);
-      result.blocks += await rebuildBlocks(client, siteId, rolledDays, dailyUntil);
+      result.blocks += await rebuildBlocks(client, siteId, completeBlocksHolding(rolledDays, dailyUntil));
       await client.query("update rollup_watermarks set hourly_until = $2, daily_until = $3, updated_at = now() where site_id = $1", [siteId, new Date(hourlyUntil).toISOString(), dailyUntil]);
       await client.query("commit");
       result.hours += hours.length;

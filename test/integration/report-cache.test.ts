@@ -1,6 +1,7 @@
 // Rollup rows a report has read are kept by query and rollup version: asking again reads no
 // rollup rows from Postgres, and once the rollup job has changed them (here: late events into
 // rolled hours, then the re-roll), the answer follows, equal to the raw computation each time.
+// Then: multi-day blocks missing from older rollups are built by the next roll.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "pg";
 import { ReportEngine } from "../../server/core/reports/engine.js";
@@ -81,4 +82,21 @@ describe("rollup rows a report read", () => {
     expect(rerolled.rows).toEqual((await run(false)).rows);
     expect(rerolled.rows).not.toEqual(before.rows);
   }, 300_000);
+});
+
+describe("multi-day blocks missing from older rollups", () => {
+  it("are built by the next roll, and reports read them with the raw answer", async () => {
+    const site = fixture.sites[0];
+    // As rollups made before blocks existed: daily rows, no blocks.
+    await pool.query("delete from rollups_blocks where site_id = $1", [site.id]);
+    await pool.query("delete from rollup_blocks_built where site_id = $1", [site.id]);
+    const without = await run(true);
+    expect(without.sources.rollupBlocks).toBe(0);
+    const rolled = await rollSite(pool, site.id, "Europe/Berlin", ROLLED_AT);
+    expect(rolled.hours).toBe(0);
+    expect(rolled.blocks).toBeGreaterThan(0);
+    const withBlocks = await run(true);
+    expect(withBlocks.sources.rollupBlocks).toBeGreaterThan(0);
+    expect(withBlocks.rows).toEqual((await run(false)).rows);
+  });
 });
