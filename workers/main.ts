@@ -23,7 +23,7 @@ import { LiveEventPublisher } from "../server/core/streams/live-events.js";
 import type { SubscriptionQueryRunner } from "../server/core/streams/subscriptions.js";
 import { createSubscriptionDeliveryProcessor, createSubscriptionTickProcessor } from "./processors/subscriptions.js";
 import type { SubscriptionDeliveryJob, SubscriptionTickJob } from "./queues.js";
-import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, INGEST_QUEUE_WAIT_TTL_MS, type IngestBatchJob, ingestQueueWaitKey, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES, reportIngestQueueWait } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -105,7 +105,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   });
   // Nothing waits any more: the queue is not behind, whatever the last batch had waited.
   ingestWorker.on("drained", () => {
-    ingestRedis.set(ingestQueueWaitKey(prefix), 0, "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
+    reportIngestQueueWait(ingestRedis, prefix, 0);
   });
   const workers = [
     ingestWorker,

@@ -3,6 +3,7 @@
 // deterministic business keys (never containing ":" and never all digits, as BullMQ requires),
 // so a producer that retries adds the same job instead of a second one.
 import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
 import type { RawHit } from "../server/core/ingest/hit.js";
 import type { AcceptedMetricPoint } from "../server/core/metrics/points.js";
 
@@ -39,7 +40,12 @@ export function ingestQueueWaitKey(prefix: string): string {
 }
 
 /** How long an ingestQueueWaitKey reading lasts: older than this it says nothing (no worker is taking batches). */
-export const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
+const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
+
+/** A worker's report of how long the batch it takes had waited (0: nothing waits). Never fails: backpressure is advisory. */
+export function reportIngestQueueWait(redis: Redis, prefix: string, waitMs: number): void {
+  redis.set(ingestQueueWaitKey(prefix), Math.max(0, waitMs), "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
+}
 
 export interface IngestBatchJob {
   hits: RawHit[];

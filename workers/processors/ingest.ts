@@ -16,7 +16,7 @@ import type { IngestSite, SiteDirectory } from "../../server/core/ingest/sites.j
 import { type StoredEvent, storeEvents } from "../../server/db/events-store.js";
 import { sqlPool } from "../../server/db/orm.js";
 import type { Logger } from "../../server/logger.js";
-import { INGEST_QUEUE_WAIT_TTL_MS, type IngestBatchJob, ingestQueueWaitKey } from "../queues.js";
+import { type IngestBatchJob, reportIngestQueueWait } from "../queues.js";
 
 export interface IngestProcessorDeps {
   orm: MikroORM;
@@ -39,12 +39,9 @@ function isDataError(err: unknown): boolean {
 export function createIngestProcessor(deps: IngestProcessorDeps) {
   const sessions = new SessionTracker(deps.redis, deps.prefix);
 
-  const waitKey = ingestQueueWaitKey(deps.prefix);
   return async (job: Job<IngestBatchJob>): Promise<{ stored: number; duplicates: number; deadLettered: number }> => {
     // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
-    if (job.attemptsMade === 0) {
-      deps.redis.set(waitKey, Math.max(0, Date.now() - job.timestamp), "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
-    }
+    if (job.attemptsMade === 0) reportIngestQueueWait(deps.redis, deps.prefix, Date.now() - job.timestamp);
     const pool = await sqlPool(deps.orm);
     const hits = [...job.data.hits].sort((a, b) => a.ts - b.ts);
     const sites = new Map<string, IngestSite | undefined>();
