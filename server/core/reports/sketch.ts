@@ -128,21 +128,6 @@ export class VisitorSketch {
     return sketch;
   }
 
-  static decode(bytes: Uint8Array): VisitorSketch {
-    const sketch = new VisitorSketch();
-    if (bytes.length === 0) return sketch;
-    if (bytes[0] === KIND_DENSE) {
-      sketch.exact = null;
-      sketch.registers = bytes.slice(1, 1 + REGISTERS);
-      return sketch;
-    }
-    const n = Math.floor((bytes.length - 1) / 8);
-    const set = (sketch.exact = new IdSet(n * 2 + 1));
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let offset = 1; offset + 8 <= bytes.length; offset += 8) set.add(view.getUint32(offset) & 0x7fffffff, view.getUint32(offset + 4));
-    return sketch;
-  }
-
   get isExact(): boolean {
     return this.exact !== null;
   }
@@ -181,7 +166,7 @@ export class VisitorSketch {
     for (let i = 0; i < REGISTERS; i++) if (theirs[i] > mine[i]) mine[i] = theirs[i];
   }
 
-  /** merge(VisitorSketch.decode(bytes)), without building the decoded sketch. */
+  /** Merges a sketch in its encode() form, without building it as a sketch first. */
   mergeEncoded(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     if (bytes[0] === KIND_DENSE) {
