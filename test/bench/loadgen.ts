@@ -7,6 +7,7 @@
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { requestSource, type Scenario } from "./scenarios.js";
+import { percentile } from "./common.js";
 
 export interface LoadgenOptions {
   port: number;
@@ -44,11 +45,6 @@ export interface LoadgenResult {
   latency: { p50: number; p90: number; p99: number; max: number; mean: number; count: number };
   /** CPU the load generator itself used, ms. */
   cpuMs: number;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");

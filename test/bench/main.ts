@@ -24,7 +24,7 @@
 // docs), BENCH_NO_DOC=1 (do not rewrite docs/benchmarks.md).
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,16 +43,10 @@ import type { LoadgenOptions, LoadgenResult } from "./loadgen.js";
 import { measurePostgres, type PostgresReference } from "./postgres-ref.js";
 import { summariseProfile, type ProfileSummary } from "./profile.js";
 import { type Scenario, TRACK_EVENT_PATH, TRACK_EVENTS_PATH } from "./scenarios.js";
+import { envNumber, table, writeDocSection } from "./common.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
 
 const SECONDS = envNumber("BENCH_SECONDS", 12);
 const WARMUP_SECONDS = envNumber("BENCH_WARMUP_SECONDS", 2);
@@ -183,42 +177,12 @@ async function runLoadgen(
   return { result, cpu, pid: child.pid, release };
 }
 
-/**
- * Replaces (or appends) the `## <title>` section of docs/benchmarks.md, keeping every other
- * section: other parts of the bench (reports, metrics) write their own sections of that file.
- */
-function writeDocSection(title: string, section: string, path = join(root, "docs/benchmarks.md")): void {
-  const body = `${section.trimEnd()}\n`;
-  if (!existsSync(path)) {
-    writeFileSync(path, `# Benchmarks\n\n${body}`);
-    return;
-  }
-  const lines = readFileSync(path, "utf8").split("\n");
-  const heading = new RegExp(`^## ${title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
-  const start = lines.findIndex((l) => heading.test(l));
-  if (start < 0) {
-    writeFileSync(path, `${lines.join("\n").trimEnd()}\n\n${body}`);
-    return;
-  }
-  let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
-  if (end < 0) end = lines.length;
-  const before = lines.slice(0, start).join("\n").trimEnd();
-  const after = lines.slice(end).join("\n").trim();
-  writeFileSync(path, `${before}\n\n${body}${after ? `\n${after}\n` : ""}`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
 const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a");
 const fmtMs = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString("en-US")) : "n/a");
 const fmtRatio = (n: number) => (Number.isFinite(n) ? (n >= 0.1 ? n.toFixed(2) : n.toFixed(3)) : "n/a");
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (c ?? "").padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
-}
 
 function cpuLine(cpu: CpuBreakdown): string {
   const parts = Object.entries(cpu.groups)

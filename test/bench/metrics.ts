@@ -35,6 +35,7 @@ import { sqlPool } from "../../server/db/orm.js";
 import { ensurePartitions } from "../../server/db/partitions.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 import { createMigratedTestOrm } from "../support/db.js";
+import { envNumber, percentile } from "./common.js";
 
 export interface BenchFigure {
   name: string;
@@ -46,13 +47,6 @@ export interface BenchFigure {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
 
 const SECONDS = envNumber("BENCH_SECONDS", 12);
 const CONNECTIONS = envNumber("BENCH_METRIC_CONNECTIONS", 4);
@@ -67,10 +61,6 @@ const COUNTRIES = ["GB", "IE", "US", "DE", "FR"];
 const CHANNELS = ["web", "mobile", "store", "partner"];
 
 const log = (line: string) => process.stderr.write(`[bench:metrics] ${line}\n`);
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
 
 interface Child {
   proc: ChildProcess;
@@ -265,13 +255,13 @@ export async function runMetricsBench(): Promise<BenchFigure[]> {
     figures.push(
       {
         name: `GetTimeSeries p95: 30 days × 1h by country over ${GENERATED_POINTS.toLocaleString("en")} points (sum, rollups)`,
-        value: Math.round(quantile(sums, 0.95) * 10) / 10,
+        value: Math.round(percentile(sums, 95) * 10) / 10,
         unit: "ms",
         target: `< ${TARGETS.queryP95Ms}`,
-        pass: quantile(sums, 0.95) < TARGETS.queryP95Ms,
+        pass: percentile(sums, 95) < TARGETS.queryP95Ms,
       },
-      { name: "  same query, p50", value: Math.round(quantile(sums, 0.5) * 10) / 10, unit: "ms" },
-      { name: "  same series with p95 aggregation (always raw points), p50", value: Math.round(quantile(p95s, 0.5)), unit: "ms" },
+      { name: "  same query, p50", value: Math.round(percentile(sums, 50) * 10) / 10, unit: "ms" },
+      { name: "  same series with p95 aggregation (always raw points), p50", value: Math.round(percentile(p95s, 50)), unit: "ms" },
       { name: `generating ${GENERATED_POINTS.toLocaleString("en")} points in SQL (generate_series, with the primary key)`, value: Math.round(GENERATED_POINTS / generateSeconds), unit: "points/s" },
       // The worker's scheduled rollup may take a share of the hours meanwhile (SKIP LOCKED).
       { name: "rolling up the 720 hours of those points (the rollup job's code)", value: Math.round(rollupSeconds * 10) / 10, unit: "s" },

@@ -29,6 +29,7 @@ const TRACK_EVENTS_PATH = `/${TrackingService.typeName}/${TrackingService.method
 import { bootstrap } from "../../server/core/management/bootstrap.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 import { createMigratedTestOrm } from "../support/db.js";
+import { envNumber, percentile } from "./common.js";
 
 export interface BenchFigure {
   name: string;
@@ -43,19 +44,7 @@ const tsxLoader = createRequire(import.meta.url).resolve("tsx");
 const USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 const TARGET_P95_MS = 500;
 
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
-
 const log = (line: string) => process.stderr.write(`[bench realtime] ${line}\n`);
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 interface Beacon {
   proc: ChildProcess;

@@ -27,9 +27,9 @@
 //
 // Run alone: `npx node --import tsx test/bench/reports.ts` (or import runReportsBench).
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import os from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -57,6 +57,7 @@ import { createIngestProducer } from "../../workers/producer.js";
 import { TEST_DATABASE_ADMIN_URL } from "../support/db.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 import { seedEvents } from "./reports-data.js";
+import { envNumber, percentile as percentileOfSorted, table, writeDocSection } from "./common.js";
 
 type ReportRequest = Exclude<MessageInitShape<typeof RunReportRequestSchema>, RunReportRequest>;
 
@@ -68,30 +69,16 @@ export interface BenchFigure {
   pass?: boolean;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../..");
-const DAY = 86_400_000;
 const TIME_ZONE = "Europe/Berlin";
 const HOSTNAME = "bench-reports.example.com";
 const TARGET_P95_MS = 50;
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
 
 const log = (line: string) => process.stderr.write(`[bench reports] ${line}\n`);
 const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const ms = (n: number) => (n >= 100 ? fmt(n) : n >= 10 ? fmt(n, 1) : fmt(n, 2));
 
-/** Nearest-rank percentile. */
-export function percentile(samples: number[], p: number): number {
-  if (samples.length === 0) return NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
+/** Nearest-rank percentile of unsorted samples. */
+const percentile = (samples: number[], p: number): number => percentileOfSorted([...samples].sort((a, b) => a - b), p);
 
 // ---- machine ---------------------------------------------------------------------------------
 
@@ -307,33 +294,6 @@ function compareAnswers(rollup: Answer, raw: Answer): { maxRel: number; metric: 
 
 // ---- the doc ---------------------------------------------------------------------------------
 
-/** Replaces (or appends) the `## Reports` section of docs/benchmarks.md, keeping the others. */
-export function writeReportsSection(section: string, path = join(root, "docs/benchmarks.md")): void {
-  const body = section.trimEnd() + "\n";
-  if (!existsSync(path)) {
-    writeFileSync(path, `# Benchmarks\n\n${body}`);
-    return;
-  }
-  const lines = readFileSync(path, "utf8").split("\n");
-  const start = lines.findIndex((l) => /^## Reports\s*$/.test(l));
-  if (start < 0) {
-    const text = lines.join("\n").trimEnd();
-    writeFileSync(path, `${text}\n\n${body}`);
-    return;
-  }
-  let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
-  if (end < 0) end = lines.length;
-  const before = lines.slice(0, start).join("\n").trimEnd();
-  const after = lines.slice(end).join("\n").trim();
-  writeFileSync(path, `${before}\n\n${body}${after ? `\n${after}\n` : ""}`);
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
-}
-
 // ---- the bench -------------------------------------------------------------------------------
 
 export async function runReportsBench(): Promise<BenchFigure[]> {
@@ -534,7 +494,7 @@ export async function runReportsBench(): Promise<BenchFigure[]> {
       "Calls: headline = RunReport visitors, visits, pageviews, bounce_rate, visit_duration; time series = GetTimeSeries visitors + pageviews (1d buckets; 1h for the 1-day view); top pages = RunReport pageviews + visitors by page, limit 10; top sources = visitors by source, limit 10; countries = visitors by country, limit 100; devices = visitors by device_type. \"first call (cold)\" is the warm-up call, the first time the server is asked that question: nothing read before, so the rollup rows come from Postgres; later calls find rows already read in the server's rollup row cache (kept by query and rollup version, so a roll or a rebuilt block makes the next call read again), as repeated dashboard views and refreshes do. \"Rollup answer vs raw\" compares the warm-up answers of both modes (visitors over many days come from merged HyperLogLog sketches, within 2% and flagged approximate).",
     ].join("\n");
     if (writeDoc) {
-      writeReportsSection(section);
+      writeDocSection("Reports", section);
       log("wrote the Reports section of docs/benchmarks.md");
     }
     return figures;
