@@ -1,9 +1,10 @@
-// Writing enriched events and their sessions, in one transaction per batch. Events are COPYed
-// into a temporary staging table and moved into `events` with one INSERT … SELECT: COPY's text
-// rows cost Postgres and Node a fraction of what 32 parameter arrays through unnest did (array
-// literals built and escaped element by element, then parsed again). Events are deduplicated by
-// (site_id, ts, event_id); only the events actually inserted update their sessions (one
-// multi-row upsert through unnest), so a retried batch changes nothing twice.
+// Writing enriched events and their sessions, in one transaction per batch (or per group of
+// batches: the worker's group commit). Events are COPYed into a temporary staging table and moved
+// into `events` with one INSERT … SELECT: COPY's text rows cost Postgres and Node a fraction of
+// what 32 parameter arrays through unnest did (array literals built and escaped element by
+// element, then parsed again). Events are deduplicated by (site_id, ts, event_id); only the
+// events actually inserted update their sessions (one multi-row upsert through unnest), so a
+// retried batch changes nothing twice. The two fixed statements are prepared once per connection.
 import { finished } from "node:stream/promises";
 import type { Pool, PoolClient } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
@@ -208,7 +209,21 @@ async function ensureDays(client: Pool | PoolClient, events: StoredEvent[]): Pro
  * database error, with nothing of the batch written.
  */
 export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<number> {
-  if (events.length === 0) return 0;
+  return (await insertEvents(pool, events)).size;
+}
+
+/**
+ * Stores several batches in one transaction (the worker's group commit); returns how many of
+ * each batch's events were new. All or nothing, as storeEvents: a failure writes none of them.
+ */
+export async function storeEventBatches(pool: Pool, batches: StoredEvent[][]): Promise<number[]> {
+  const fresh = await insertEvents(pool, batches.flat());
+  return batches.map((batch) => batch.reduce((n, e) => n + (fresh.has(e) ? 1 : 0), 0));
+}
+
+/** The events of `events` that were new, each once (a copy sent twice counts as the first). */
+async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<StoredEvent>> {
+  if (events.length === 0) return new Set();
   await ensureDays(pool, events);
   const client = await pool.connect();
   try {
@@ -218,14 +233,14 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
     }
     await client.query("begin");
     await stageEvents(client, events);
-    const inserted = await client.query<{ site_id: string; ms: string; event_id: string }>(INSERT_EVENTS_SQL);
+    const inserted = await client.query<{ site_id: string; ms: string; event_id: string }>({ name: "beacon-insert-events", text: INSERT_EVENTS_SQL });
     const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${r.ms}/${r.event_id}`));
     // A batch may carry the same event twice (a client resending within one request): the insert
     // keeps one row, so only the first copy may count towards its session.
     const newEvents = events.filter((e) => fresh.delete(`${e.siteId}/${e.ts}/${e.eventId}`));
     const deltas = sessionDeltas(newEvents);
     if (deltas.length > 0) {
-      await client.query(UPSERT_SESSIONS_SQL, columnsOf(deltas, [
+      await client.query({ name: "beacon-upsert-sessions", text: UPSERT_SESSIONS_SQL, values: columnsOf(deltas, [
         (d) => d.siteId, (d) => d.sessionId.toString(), (d) => d.visitorId.toString(), (d) => new Date(d.startedAt).toISOString(), (d) => new Date(d.endedAt).toISOString(),
         (d) => d.entryPage, (d) => (d.entryTs === Infinity ? null : new Date(d.entryTs).toISOString()),
         (d) => d.exitPage, (d) => (d.exitTs === -Infinity ? null : new Date(d.exitTs).toISOString()),
@@ -233,7 +248,7 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
         (d) => d.first.referrerSource, (d) => d.first.referrerMedium, (d) => d.first.utmSource, (d) => d.first.utmMedium, (d) => d.first.utmCampaign,
         (d) => d.first.utmTerm, (d) => d.first.utmContent, (d) => d.first.country, (d) => d.first.region, (d) => d.first.city,
         (d) => d.first.browser, (d) => d.first.os, (d) => d.first.deviceType, (d) => d.first.classification,
-      ]));
+      ]) });
     }
     // An event changes its own hour's rollup and, through its session, the session's start hour.
     // Hours that ended less than the rollup grace period ago cannot have been rolled yet (nor be
@@ -251,7 +266,7 @@ export async function storeEvents(pool: Pool, events: StoredEvent[]): Promise<nu
       ]);
     }
     await client.query("commit");
-    return newEvents.length;
+    return new Set(newEvents);
   } catch (err) {
     await client.query("rollback").catch(() => {});
     // Someone dropped a partition we thought existed (retention): forget and let the retry create it.

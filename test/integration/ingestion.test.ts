@@ -455,6 +455,37 @@ describe("sessions", () => {
       const sessions = await sessionsOf(site);
       expect(sessions.map((s) => [s.entry_page, s.exit_page, s.pageviews])).toEqual([["/a", "/a", 1], ["/b", "/c", 2]]);
     });
+
+    it("stores jobs that are ready together in one transaction, with their sessions as if stored apart", async () => {
+      const site = await createSite("group-commit");
+      const start = at(1, 9);
+      // Six jobs at once; the visitor's session runs through all of them.
+      const jobs = Array.from({ length: 6 }, (_, j) => [hit(site, `g${j}a`, `/p${j}`, start + j * 2 * MINUTE), hit(site, `g${j}b`, `/q${j}`, start + (j * 2 + 1) * MINUTE)]);
+      const results = await Promise.all(jobs.map((hits) => run(hits)));
+      expect(results).toEqual(jobs.map(() => ({ stored: 2, duplicates: 0, deadLettered: 0 })));
+      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      expect(events).toHaveLength(12);
+      // The first job is stored at once; the five that were ready meanwhile share one commit.
+      expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(2);
+      expect(new Set(events.map((e) => e.session_id)).size).toBe(1);
+      const sessions = await sessionsOf(site);
+      expect(sessions).toHaveLength(1);
+      expect(sessions[0]).toMatchObject({ entry_page: "/p0", exit_page: "/q5", pageviews: 12, events: 12, duration_seconds: 11 * 60 });
+    });
+
+    it("lets one bad job in a group fail alone: the others are stored, its bad event goes to the dead letters", async () => {
+      const site = await createSite("group-bad");
+      const start = at(1, 10);
+      const good = [0, 1, 2].map((j) => [hit(site, `ok${j}`, `/ok${j}`, start + j * MINUTE)]);
+      const bad = [hit(site, "bad-fine", "/fine", start + 5 * MINUTE), { ...hit(site, "bad-nul", "/nul", start + 6 * MINUTE), title: "a\u0000b" }];
+      const results = await Promise.all([...good, bad].map((hits) => run(hits)));
+      expect(results).toEqual([...good.map(() => ({ stored: 1, duplicates: 0, deadLettered: 0 })), { stored: 1, duplicates: 0, deadLettered: 1 }]);
+      const stored = await rows<EventRow>("select * from events where site_id = $1 order by event_id", [site.id]);
+      expect(stored.map((e) => e.event_id)).toEqual(["bad-fine", "ok0", "ok1", "ok2"]);
+      const dead = await rows<{ reason: string }>("select reason from dead_letters where site_id = $1", [site.id]);
+      expect(dead).toHaveLength(1);
+      expect(dead[0].reason).toMatch(/^store_failed:/);
+    });
   });
 });
 

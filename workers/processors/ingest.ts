@@ -1,5 +1,6 @@
-// Ingest batches: enrich, assign sessions, store. Idempotent: a retried batch finds its events
-// already stored (deduplicated by key) and its sessions already assigned (see SessionTracker).
+// Ingest batches: enrich, assign sessions, store. Jobs that are ready together are stored
+// together (a group commit, below). Idempotent: a retried batch finds its events already stored
+// (deduplicated by key) and its sessions already assigned (see SessionTracker).
 // A batch that fails for a database-side data error is stored event by event, so one bad event
 // goes to the dead letters and the rest are kept; a batch failing for any other reason (Postgres
 // down) is retried with backoff, and on its last attempt dead-letters whatever still cannot be stored.
@@ -9,11 +10,11 @@ import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 import type { GeoLookup } from "../../server/core/enrich/geo.js";
 import type { VisitorHasher } from "../../server/core/enrich/visitor.js";
-import { enrichHit } from "../../server/core/ingest/enrich.js";
+import { type EnrichedEvent, enrichHit } from "../../server/core/ingest/enrich.js";
 import type { RawHit } from "../../server/core/ingest/hit.js";
 import { SessionTracker } from "../../server/core/ingest/sessions.js";
 import type { IngestSite, SiteDirectory } from "../../server/core/ingest/sites.js";
-import { type StoredEvent, storeEvents } from "../../server/db/events-store.js";
+import { type StoredEvent, storeEventBatches, storeEvents } from "../../server/db/events-store.js";
 import { sqlPool } from "../../server/db/orm.js";
 import type { Logger } from "../../server/logger.js";
 import { type IngestBatchJob, reportIngestQueueWait } from "../queues.js";
@@ -36,8 +37,108 @@ function isDataError(err: unknown): boolean {
   return typeof code === "string" && /^(22|23|42)/.test(code) && code !== "42P01";
 }
 
+/** A group commit stores at most this many events at once; the rest wait for the next one. */
+const MAX_GROUP_EVENTS = 5_000;
+
+interface Prepared {
+  job: Job<IngestBatchJob>;
+  /** The job's raw hits of known sites, in time order, and their enriched events. */
+  known: RawHit[];
+  enriched: EnrichedEvent[];
+  timeouts: Map<string, number>;
+}
+
+interface GroupMember {
+  prepared: Prepared;
+  resolve(stored: number): void;
+  reject(err: unknown): void;
+}
+
 export function createIngestProcessor(deps: IngestProcessorDeps) {
   const sessions = new SessionTracker(deps.redis, deps.prefix);
+
+  /** Assigns sessions to one or more jobs' events, in time order across all of them. */
+  async function withSessions(group: Prepared[]): Promise<StoredEvent[][]> {
+    const all = group.flatMap((p, j) => p.enriched.map((event, i) => ({ event, j, i })));
+    all.sort((a, b) => a.event.ts - b.event.ts);
+    const timeouts = new Map(group.flatMap((p) => [...p.timeouts]));
+    const assigned = await sessions.assign(all.map((a) => a.event), (siteId) => timeouts.get(siteId)!);
+    const rows = group.map((p) => new Array<StoredEvent>(p.enriched.length));
+    all.forEach(({ event, j, i }, k) => {
+      rows[j][i] = { ...event, visitorId: assigned[k].visitorId, sessionId: assigned[k].sessionId, sessionStartedAt: assigned[k].startedAt };
+    });
+    return rows;
+  }
+
+  async function published(rows: StoredEvent[]): Promise<void> {
+    if (deps.onStored && rows.length > 0) await deps.onStored(rows).catch((err: unknown) => deps.logger.warn("realtime update failed", { err: String(err) }));
+  }
+
+  // Group commit: jobs that finish enriching while a store is running wait for it and are then
+  // stored together, in one sessions call and one transaction. Under load the per-transaction
+  // cost (round trips to Redis and Postgres, planning, commit) is shared by many jobs; alone, a
+  // job is stored at once. A group that fails sends each job back to be stored on its own, so
+  // one bad job (or a retry policy) never decides for the others.
+  const waiting: GroupMember[] = [];
+  let storing = false;
+
+  function storeInGroup(prepared: Prepared): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      waiting.push({ prepared, resolve, reject });
+      if (!storing) void drain();
+    });
+  }
+
+  async function drain(): Promise<void> {
+    storing = true;
+    try {
+      while (waiting.length > 0) {
+        let events = 0;
+        let take = 0;
+        while (take < waiting.length && (take === 0 || events + waiting[take].prepared.enriched.length <= MAX_GROUP_EVENTS)) {
+          events += waiting[take].prepared.enriched.length;
+          take++;
+        }
+        const group = waiting.splice(0, take);
+        try {
+          const pool = await sqlPool(deps.orm);
+          const rows = await withSessions(group.map((m) => m.prepared));
+          const counts = await storeEventBatches(pool, rows);
+          await published(rows.flat());
+          group.forEach((m, i) => m.resolve(counts[i]));
+        } catch (err) {
+          group.forEach((m) => m.reject(err));
+        }
+      }
+    } finally {
+      storing = false;
+    }
+  }
+
+  /** One job on its own: stored as a batch, else event by event with dead letters (see top). */
+  async function storeAlone(prepared: Prepared, pool: Pool): Promise<{ stored: number; deadLettered: number }> {
+    const { job, known } = prepared;
+    const [rows] = await withSessions([prepared]);
+    let stored = 0;
+    let deadLettered = 0;
+    try {
+      stored = await storeEvents(pool, rows);
+    } catch (err) {
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!isDataError(err) && !lastAttempt) throw err;
+      deps.logger.warn("storing a batch failed; storing its events one by one", { job: job.id, err: (err as Error).message });
+      for (let i = 0; i < rows.length; i++) {
+        try {
+          stored += await storeEvents(pool, [rows[i]]);
+        } catch (single) {
+          if (!isDataError(single) && !lastAttempt) throw single;
+          deadLettered += await deadLetter(pool, [known[i]], `store_failed: ${(single as Error).message}`, job.attemptsMade + 1);
+        }
+      }
+    }
+    await published(rows);
+    return { stored, deadLettered };
+  }
 
   return async (job: Job<IngestBatchJob>): Promise<{ stored: number; duplicates: number; deadLettered: number }> => {
     // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
@@ -48,37 +149,22 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
     for (const siteId of new Set(hits.map((h) => h.siteId))) sites.set(siteId, await deps.sites.byId(siteId));
     const unknown = hits.filter((h) => !sites.get(h.siteId));
     const known = hits.filter((h) => sites.get(h.siteId));
-
-    const enriched = known.map((hit) => enrichHit(hit, sites.get(hit.siteId)!.domains, deps));
-    const assigned = await sessions.assign(enriched, (siteId) => sites.get(siteId)!.settings.sessionTimeoutMinutes * 60_000);
-    const rows: StoredEvent[] = enriched.map((e, i) => ({
-      ...e,
-      visitorId: assigned[i].visitorId,
-      sessionId: assigned[i].sessionId,
-      sessionStartedAt: assigned[i].startedAt,
-    }));
+    const timeouts = new Map<string, number>();
+    for (const [siteId, site] of sites) if (site) timeouts.set(siteId, site.settings.sessionTimeoutMinutes * 60_000);
+    const prepared: Prepared = { job, known, enriched: known.map((hit) => enrichHit(hit, sites.get(hit.siteId)!.domains, deps)), timeouts };
 
     let deadLettered = 0;
     if (unknown.length > 0) deadLettered += await deadLetter(pool, unknown, "site_not_found: the site was deleted before its events were stored", job.attemptsMade + 1);
     let stored: number;
     try {
-      stored = await storeEvents(pool, rows);
-    } catch (err) {
-      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (!isDataError(err) && !lastAttempt) throw err;
-      deps.logger.warn("storing a batch failed; storing its events one by one", { job: job.id, err: (err as Error).message });
-      stored = 0;
-      for (let i = 0; i < rows.length; i++) {
-        try {
-          stored += await storeEvents(pool, [rows[i]]);
-        } catch (single) {
-          if (!isDataError(single) && !lastAttempt) throw single;
-          deadLettered += await deadLetter(pool, [known[i]], `store_failed: ${(single as Error).message}`, job.attemptsMade + 1);
-        }
-      }
+      stored = await storeInGroup(prepared);
+    } catch {
+      // The group failed: this job alone, with its own retry and dead-letter policy.
+      const alone = await storeAlone(prepared, pool);
+      stored = alone.stored;
+      deadLettered += alone.deadLettered;
     }
-    if (deps.onStored && rows.length > 0) await deps.onStored(rows).catch((err: unknown) => deps.logger.warn("realtime update failed", { err: String(err) }));
-    return { stored, duplicates: rows.length - stored - deadLettered, deadLettered };
+    return { stored, duplicates: known.length - stored - (deadLettered - unknown.length), deadLettered };
   };
 }
 
