@@ -19,48 +19,67 @@ export interface RateLimit {
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterMs: number };
 
-// KEYS: per check, per limit, the current and the previous window's counter.
-// ARGV: per check: its number of limits, now, then per limit: limit, windowMs, windowIndex, cost.
-// Returns per check 0 when every limit admits its cost more (and counts them), else ms until retry.
+// KEYS: every counter the call touches, each once. ARGV: per check: its number of limits, then
+// per limit: the KEYS indexes of its current and previous window's counters, limit, windowMs,
+// elapsed ms of the current window, cost. Returns per check 0 when every limit admits its cost
+// more (and counts them), else ms until retry. Each counter is read once and written once per
+// call however many checks share it (a site's limit is in every check of a busy moment).
 const SCRIPT = `
+local value, added, ttl = {}, {}, {}
+local function get(k)
+  local v = value[k]
+  if v == nil then
+    v = tonumber(redis.call('GET', KEYS[k]) or '0')
+    value[k] = v
+  end
+  return v
+end
 local out = {}
 local a = 1
-local k = 1
 while a <= #ARGV do
   local n = tonumber(ARGV[a])
-  local now = tonumber(ARGV[a + 1])
   local wait = 0
   for i = 0, n - 1 do
-    local limit = tonumber(ARGV[a + 2 + i * 4])
-    local window = tonumber(ARGV[a + 3 + i * 4])
-    local index = tonumber(ARGV[a + 4 + i * 4])
-    local cost = tonumber(ARGV[a + 5 + i * 4])
-    local elapsed = now - index * window
-    local current = tonumber(redis.call('GET', KEYS[k + 2 * i]) or '0')
-    local previous = tonumber(redis.call('GET', KEYS[k + 2 * i + 1]) or '0')
-    local estimate = previous * (window - elapsed) / window + current
-    if estimate + cost > limit then
+    local b = a + 1 + i * 6
+    local window, elapsed = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+    local estimate = get(tonumber(ARGV[b + 1])) * (window - elapsed) / window + get(tonumber(ARGV[b]))
+    if estimate + tonumber(ARGV[b + 5]) > tonumber(ARGV[b + 2]) then
       wait = math.max(1, window - elapsed)
       break
     end
   end
   if wait == 0 then
     for i = 0, n - 1 do
-      local window = tonumber(ARGV[a + 3 + i * 4])
-      redis.call('INCRBY', KEYS[k + 2 * i], tonumber(ARGV[a + 5 + i * 4]))
-      redis.call('PEXPIRE', KEYS[k + 2 * i], window * 2)
+      local b = a + 1 + i * 6
+      local k, cost = tonumber(ARGV[b]), tonumber(ARGV[b + 5])
+      value[k] = get(k) + cost
+      added[k] = (added[k] or 0) + cost
+      ttl[k] = tonumber(ARGV[b + 3]) * 2
     end
   end
   out[#out + 1] = wait
-  a = a + 2 + n * 4
-  k = k + 2 * n
+  a = a + 1 + n * 6
+end
+for k, cost in pairs(added) do
+  redis.call('INCRBY', KEYS[k], cost)
+  redis.call('PEXPIRE', KEYS[k], ttl[k])
 end
 return out
 `;
 
+/** One limit of one check: its two window counters and what the check would add. */
+interface Counter {
+  current: string;
+  previous: string;
+  limit: number;
+  windowMs: number;
+  /** How far into the current window `now` is, ms. */
+  elapsed: number;
+  cost: number;
+}
+
 interface Pending {
-  keys: string[];
-  args: (string | number)[];
+  counters: Counter[];
   resolve(verdict: RateVerdict): void;
   reject(err: unknown): void;
 }
@@ -84,15 +103,13 @@ export class RateLimiter {
   admit(limits: RateLimit[], cost: number, now = Date.now()): Promise<RateVerdict> {
     const active = limits.filter((l) => l.limit > 0 && (l.cost ?? cost) > 0);
     if (active.length === 0) return Promise.resolve({ allowed: true });
-    const keys: string[] = [];
-    const args: (string | number)[] = [active.length, now];
-    for (const limit of active) {
+    const counters: Counter[] = active.map((limit) => {
       const index = Math.floor(now / limit.windowMs);
-      keys.push(`${this.prefix}:rl:${limit.key}:${index}`, `${this.prefix}:rl:${limit.key}:${index - 1}`);
-      args.push(limit.limit, limit.windowMs, index, limit.cost ?? cost);
-    }
+      const name = `${this.prefix}:rl:${limit.key}:`;
+      return { current: name + index, previous: name + (index - 1), limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: limit.cost ?? cost };
+    });
     return new Promise<RateVerdict>((resolve, reject) => {
-      this.pending.push({ keys, args, resolve, reject });
+      this.pending.push({ counters, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -109,9 +126,21 @@ export class RateLimiter {
   }
 
   private send(batch: Pending[]): void {
-    const keys = batch.flatMap((p) => p.keys);
-    const args: (string | number)[] = [];
-    for (const p of batch) for (const a of p.args) args.push(a);
+    const keys: string[] = [];
+    const at = new Map<string, number>();
+    const slot = (key: string) => {
+      let i = at.get(key);
+      if (i === undefined) {
+        i = keys.push(key);
+        at.set(key, i);
+      }
+      return i;
+    };
+    const args: number[] = [];
+    for (const p of batch) {
+      args.push(p.counters.length);
+      for (const c of p.counters) args.push(slot(c.current), slot(c.previous), c.limit, c.windowMs, c.elapsed, c.cost);
+    }
     (this.redis as unknown as ScriptRedis).beaconRateLimits(keys.length, ...keys, ...args).then(
       (waits) => batch.forEach((p, i) => {
         const wait = Number(waits[i]);
