@@ -1,9 +1,15 @@
 // The load generator, run as its own process so it does not share the server's event loop:
 //   node --import tsx test/bench/loadgen.ts '<json options>'
 // Opens `connections` keep-alive HTTP/1.1 connections to 127.0.0.1 over raw sockets (no
-// pipelining: each connection sends its next request when the previous answer is complete),
+// pipelining: a connection sends its next request when the previous answer is complete),
 // runs for warmupMs + durationMs (or until maxRequests), and prints one JSON line of counts and
 // latency percentiles. Only 127.0.0.1 is ever a target.
+//
+// Two ways to load: closed loop (each connection sends again as soon as it is answered: the most
+// the server answers with that many clients), or open loop with `ratePerSec` (requests are due
+// on a fixed schedule, as independent browsers send them, and go out on whichever connection is
+// free; latency counts from when a request was due, so a server that falls behind is charged for
+// the requests waiting for a connection too, not only for the ones it answered).
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { requestSource, type Scenario } from "./scenarios.js";
@@ -20,6 +26,8 @@ export interface LoadgenOptions {
   /** Overrides the scenario's path (e.g. the no-op Connect reference, the bare server). */
   path?: string;
   seed: number;
+  /** Open loop: requests due at this fixed rate (absent: closed loop). */
+  ratePerSec?: number;
 }
 
 export interface LoadgenResult {
@@ -41,7 +49,10 @@ export interface LoadgenResult {
   /** A few non-2xx answer bodies, to say why. */
   errorSamples: string[];
   socketErrors: number;
-  /** Latency of 2xx answers in the window, ms from writing the request to the end of the answer. */
+  /** Open loop only: the rate asked for, and requests still waiting for a connection at the end. */
+  ratePerSec?: number;
+  backlogAtEnd?: number;
+  /** Latency of 2xx answers in the window, ms from writing the request (or, open loop, from when it was due) to the end of the answer. */
   latency: { p50: number; p90: number; p99: number; max: number; mean: number; count: number };
   /** CPU the load generator itself used, ms. */
   cpuMs: number;
@@ -135,6 +146,25 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
   const latencies: number[] = [];
   let lastAnswer = t0;
 
+  // Open loop: due times of requests not yet sent, and connections waiting for one.
+  const rate = options.ratePerSec;
+  const backlog: number[] = [];
+  const idle: (() => void)[] = [];
+  let scheduled = 0;
+  let ticker: NodeJS.Timeout | undefined;
+  if (rate !== undefined) {
+    ticker = setInterval(() => {
+      const now = performance.now();
+      const due = Math.min(Math.floor(((Math.min(now, windowEnd) - t0) * rate) / 1000), options.maxRequests);
+      for (; scheduled < due; scheduled++) backlog.push(t0 + (scheduled * 1000) / rate);
+      while (backlog.length > 0 && idle.length > 0) idle.pop()!();
+      if (now >= windowEnd) {
+        clearInterval(ticker);
+        while (idle.length > 0) idle.pop()!();
+      }
+    }, 1);
+  }
+
   const connection = (): Promise<void> =>
     new Promise((resolve) => {
       let sentAt = 0;
@@ -147,9 +177,17 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
           socket.end();
           return;
         }
-        const n = next++;
-        sentAt = performance.now();
-        socket.write(source.request(n));
+        if (rate !== undefined) {
+          const due = backlog.shift();
+          if (due === undefined) {
+            idle.push(send);
+            return;
+          }
+          sentAt = due;
+        } else {
+          sentAt = now;
+        }
+        socket.write(source.request(next++));
       };
       socket.on("connect", () => {
         open = true;
@@ -201,6 +239,7 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
   for (let i = 0; i < options.connections; i++) conns.push(connection());
   // Bounded: answers still outstanding 10 s after the window are abandoned.
   await Promise.race([Promise.all(conns), new Promise((r) => setTimeout(r, options.warmupMs + options.durationMs + 10_000).unref())]);
+  if (ticker) clearInterval(ticker);
   const sorted = Float64Array.from(latencies).sort();
   const sum = latencies.reduce((a, b) => a + b, 0);
   const cpu = process.cpuUsage(cpuStart);
@@ -217,6 +256,7 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
     statuses,
     errorSamples,
     socketErrors,
+    ...(rate !== undefined ? { ratePerSec: rate, backlogAtEnd: backlog.length } : {}),
     latency: {
       p50: percentile(sorted, 50),
       p90: percentile(sorted, 90),
