@@ -34,7 +34,15 @@ describe("RateLimiter", () => {
       if (!v.allowed) expect(v.retryAfterMs).toBeGreaterThan(0);
     }
     // Only admitted requests were counted.
-    expect(Number(await redis.get(`${prefix}:rl:v:one:${Math.floor(now / 60_000)}`))).toBe(10);
+    const counter = `${prefix}:rl:v:one:${Math.floor(now / 60_000)}`;
+    expect(Number(await redis.get(counter))).toBe(10);
+    // A counter lives for two windows from its creation; later calls leave its expiry alone.
+    const ttl = await redis.pttl(counter);
+    expect(ttl).toBeGreaterThan(100_000);
+    expect(ttl).toBeLessThanOrEqual(120_000);
+    await redis.pexpire(counter, 90_000);
+    await limiter.admit([{ key: "v:one", limit: 100, windowMs: 60_000 }], 1, now);
+    expect(await redis.pttl(counter)).toBeLessThanOrEqual(90_000);
   });
 
   it("keeps each check's limits apart, and a refused limit charges none of a check's others", async () => {

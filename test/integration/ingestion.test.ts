@@ -465,8 +465,8 @@ describe("sessions", () => {
       expect(results).toEqual(jobs.map(() => ({ stored: 2, duplicates: 0, deadLettered: 0 })));
       const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
       expect(events).toHaveLength(12);
-      // The first job is stored at once; the five that were ready meanwhile share one commit.
-      expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(2);
+      // The first two jobs are stored at once, side by side; the four ready meanwhile share one commit.
+      expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(3);
       expect(new Set(events.map((e) => e.session_id)).size).toBe(1);
       const sessions = await sessionsOf(site);
       expect(sessions).toHaveLength(1);

@@ -39,6 +39,8 @@ function isDataError(err: unknown): boolean {
 
 /** A group commit stores at most this many events at once; the rest wait for the next one. */
 const MAX_GROUP_EVENTS = 5_000;
+/** Group commits one worker process runs at once. */
+const PARALLEL_STORES = 2;
 
 interface Prepared {
   job: Job<IngestBatchJob>;
@@ -56,13 +58,18 @@ interface GroupMember {
 
 export function createIngestProcessor(deps: IngestProcessorDeps) {
   const sessions = new SessionTracker(deps.redis, deps.prefix);
+  let assignments: Promise<unknown> = Promise.resolve();
 
   /** Assigns sessions to one or more jobs' events, in time order across all of them. */
   async function withSessions(group: Prepared[]): Promise<StoredEvent[][]> {
     const all = group.flatMap((p, j) => p.enriched.map((event, i) => ({ event, j, i })));
     all.sort((a, b) => a.event.ts - b.event.ts);
     const timeouts = new Map(group.flatMap((p) => [...p.timeouts]));
-    const assigned = await sessions.assign(all.map((a) => a.event), (siteId) => timeouts.get(siteId)!);
+    // One assignment at a time, in the order groups were formed (the queue's order), so a
+    // visitor's events in two groups stored side by side still meet their sessions in time order.
+    const assigning = assignments.then(() => sessions.assign(all.map((a) => a.event), (siteId) => timeouts.get(siteId)!));
+    assignments = assigning.catch(() => undefined);
+    const assigned = await assigning;
     const rows = group.map((p) => new Array<StoredEvent>(p.enriched.length));
     all.forEach(({ event, j, i }, k) => {
       rows[j][i] = { ...event, visitorId: assigned[k].visitorId, sessionId: assigned[k].sessionId, sessionStartedAt: assigned[k].startedAt };
@@ -74,44 +81,47 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
     if (deps.onStored && rows.length > 0) await deps.onStored(rows).catch((err: unknown) => deps.logger.warn("realtime update failed", { err: String(err) }));
   }
 
-  // Group commit: jobs that finish enriching while a store is running wait for it and are then
-  // stored together, in one sessions call and one transaction. Under load the per-transaction
-  // cost (round trips to Redis and Postgres, planning, commit) is shared by many jobs; alone, a
-  // job is stored at once. A group that fails sends each job back to be stored on its own, so
-  // one bad job (or a retry policy) never decides for the others.
+  // Group commit: jobs that finish enriching while the stores are busy wait for one to end and
+  // are then stored together, in one sessions call and one transaction. Under load the
+  // per-transaction cost (round trips to Redis and Postgres, planning, commit) is shared by many
+  // jobs; alone, a job is stored at once. A few stores run side by side, so Postgres works on
+  // one while the worker prepares the next. A group that fails sends each job back to be stored
+  // on its own, so one bad job (or its retry policy) never decides for the others.
   const waiting: GroupMember[] = [];
-  let storing = false;
+  let storing = 0;
 
   function storeInGroup(prepared: Prepared): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       waiting.push({ prepared, resolve, reject });
-      if (!storing) void drain();
+      startStores();
     });
   }
 
-  async function drain(): Promise<void> {
-    storing = true;
-    try {
-      while (waiting.length > 0) {
-        let events = 0;
-        let take = 0;
-        while (take < waiting.length && (take === 0 || events + waiting[take].prepared.enriched.length <= MAX_GROUP_EVENTS)) {
-          events += waiting[take].prepared.enriched.length;
-          take++;
-        }
-        const group = waiting.splice(0, take);
-        try {
-          const pool = await sqlPool(deps.orm);
-          const rows = await withSessions(group.map((m) => m.prepared));
-          const counts = await storeEventBatches(pool, rows);
-          await published(rows.flat());
-          group.forEach((m, i) => m.resolve(counts[i]));
-        } catch (err) {
-          group.forEach((m) => m.reject(err));
-        }
+  function startStores(): void {
+    while (storing < PARALLEL_STORES && waiting.length > 0) {
+      let events = 0;
+      let take = 0;
+      while (take < waiting.length && (take === 0 || events + waiting[take].prepared.enriched.length <= MAX_GROUP_EVENTS)) {
+        events += waiting[take].prepared.enriched.length;
+        take++;
       }
-    } finally {
-      storing = false;
+      storing++;
+      void storeGroup(waiting.splice(0, take)).finally(() => {
+        storing--;
+        startStores();
+      });
+    }
+  }
+
+  async function storeGroup(group: GroupMember[]): Promise<void> {
+    try {
+      const pool = await sqlPool(deps.orm);
+      const rows = await withSessions(group.map((m) => m.prepared));
+      const counts = await storeEventBatches(pool, rows);
+      await published(rows.flat());
+      group.forEach((m, i) => m.resolve(counts[i]));
+    } catch (err) {
+      group.forEach((m) => m.reject(err));
     }
   }
 

@@ -61,8 +61,8 @@ while a <= #ARGV do
   a = a + 1 + n * 6
 end
 for k, cost in pairs(added) do
-  redis.call('INCRBY', KEYS[k], cost)
-  redis.call('PEXPIRE', KEYS[k], ttl[k])
+  -- A counter belongs to one window: its expiry is set once, when it is created.
+  if redis.call('INCRBY', KEYS[k], cost) == cost then redis.call('PEXPIRE', KEYS[k], ttl[k]) end
 end
 return out
 `;
