@@ -84,9 +84,10 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
   // Group commit: jobs that finish enriching while the stores are busy wait for one to end and
   // are then stored together, in one sessions call and one transaction. Under load the
   // per-transaction cost (round trips to Redis and Postgres, planning, commit) is shared by many
-  // jobs; alone, a job is stored at once. A few stores run side by side, so Postgres works on
-  // one while the worker prepares the next. A group that fails sends each job back to be stored
-  // on its own, so one bad job (or its retry policy) never decides for the others.
+  // jobs (realtime state and live streams are still told job by job); alone, a job is stored at
+  // once. A few stores run side by side, so Postgres works on one while the worker prepares the
+  // next. A group that fails sends each job back to be stored on its own, so one bad job (or its
+  // retry policy) never decides for the others.
   const waiting: GroupMember[] = [];
   let storing = 0;
 
@@ -118,7 +119,10 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
       const pool = await sqlPool(deps.orm);
       const rows = await withSessions(group.map((m) => m.prepared));
       const counts = await storeEventBatches(pool, rows);
-      await published(rows.flat());
+      // Told job by job: a live stream's message stays the size of one batch, which a subscriber's
+      // queue is sized for (a group's thousands of events at once would overflow a reader that
+      // keeps up).
+      for (const jobRows of rows) await published(jobRows);
       group.forEach((m, i) => m.resolve(counts[i]));
     } catch (err) {
       group.forEach((m) => m.reject(err));
