@@ -49,9 +49,6 @@ export interface LoadgenResult {
   /** A few non-2xx answer bodies, to say why. */
   errorSamples: string[];
   socketErrors: number;
-  /** Open loop only: the rate asked for, and requests still waiting for a connection at the end. */
-  ratePerSec?: number;
-  backlogAtEnd?: number;
   /** Latency of 2xx answers in the window, ms from writing the request (or, open loop, from when it was due) to the end of the answer. */
   latency: { p50: number; p90: number; p99: number; max: number; mean: number; count: number };
   /** CPU the load generator itself used, ms. */
@@ -256,7 +253,6 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
     statuses,
     errorSamples,
     socketErrors,
-    ...(rate !== undefined ? { ratePerSec: rate, backlogAtEnd: backlog.length } : {}),
     latency: {
       p50: percentile(sorted, 50),
       p90: percentile(sorted, 90),
