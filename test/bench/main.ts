@@ -59,7 +59,9 @@ const BATCH_SIZE = envNumber("BENCH_BATCH_SIZE", 500);
 const PROFILE = process.env.BENCH_PROFILE === "1";
 /** Diagnosis only: steps replaced by no-ops in the Beacon processes (see trace.ts). */
 const WHATIF = (process.env.BENCH_WHATIF ?? "").trim();
-const WRITE_DOC = process.env.BENCH_NO_DOC !== "1" && WHATIF === "";
+/** Diagnosis only: run just these Beacon phases (single, rate, track, batch), no references. */
+const ONLY = (process.env.BENCH_ONLY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+const WRITE_DOC = process.env.BENCH_NO_DOC !== "1" && WHATIF === "" && ONLY.length === 0;
 /** Requests one phase may send at most, whatever the rate (a bound, not a target). */
 const MAX_REQUESTS = 2_000_000;
 /** How long a phase waits for its accepted events to be stored. */
@@ -379,13 +381,6 @@ async function main(): Promise<void> {
     const quietText = `Machine busy before the first phase: ${Math.round(quiet.busyPercent)}% of both cores (after waiting ${fmtMs(quiet.waitedMs / 1000)} s for other work to finish)`;
     log(quietText);
 
-    const placeholder = { trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
-    const bareRef = await runReference("http", single(placeholder), "/");
-    const listenRef = await runReference("listen", single(placeholder), "/");
-    const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
-
-    log("reference: Postgres COPY and INSERT … unnest");
-    const pgRef: PostgresReference = await measurePostgres(database.url);
 
     // --- Beacon phases
     const beaconNamed = () => ({ "beacon server": [server!.pid], "beacon worker": [worker!.pid], "bench main (sampler, poller)": [process.pid] });
@@ -466,6 +461,61 @@ async function main(): Promise<void> {
       await releaseLoadgen();
       return { name, what, load, cpu, cpuAll, lag, stored, storedAt, expected, allStoredAt, storedAtLoadEnd, maxQueueWaiting: maxWaiting, profiles, traces };
     };
+
+    // CPU per event over load + drain: what each part of the pipeline spends on one event,
+    // robust to how long the phase ran; and the rate those costs allow on this machine's cores.
+    const costGroups = ["beacon server", "beacon worker", "postgres (bench db)", "redis", "load generator", "bench main (sampler, poller)"];
+    const costHeader = ["Phase", "Events", "server µs/event", "worker µs/event", "postgres µs/event", "redis µs/event", "load gen µs/event", "bench µs/event", "pipeline µs/event", `events/s that allows on ${os.cpus().length} cores`, "other work (avg % of a core)"];
+    const costRow = (p: PhaseResult) => {
+      const all = p.cpuAll!;
+      // Events the meter's CPU went into: all of them, or what was stored when the drain gave up.
+      const events = p.allStoredAt !== undefined ? p.expected! : p.stored!;
+      const usPerEvent = (group: string) => (((all.groups[group] ?? 0) / 100) * all.wallMs * 1000) / Math.max(events, 1);
+      const pipeline = ["beacon server", "beacon worker", "postgres (bench db)", "redis"].reduce((a, g) => a + usPerEvent(g), 0);
+      return [
+        p.name,
+        fmtInt(events),
+        ...costGroups.map((g) => fmtInt(usPerEvent(g))),
+        fmtInt(pipeline),
+        fmtInt((all.cores * 1e6) / pipeline),
+        fmtInt((all.groups["everything else"] ?? 0) + (all.groups["postgres (other)"] ?? 0)) + "%",
+      ];
+    };
+
+    if (ONLY.length > 0) {
+      // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
+      const scenarios: Record<string, () => Promise<PhaseResult>> = {
+        single: async () => { const s = await makeSite("single"); return runBeaconPhase("single", singleLabel, "single", single(s), s, CONNECTIONS); },
+        rate: async () => { const s = await makeSite("rate"); return runBeaconPhase("rate", `${singleLabel} at ${TARGETS.beaconRps}/s`, "rate", single(s), s, RATE_CONNECTIONS, TARGETS.beaconRps); },
+        track: async () => { const s = await makeSite("track"); return runBeaconPhase("track", "TrackEvent", "track", { kind: "track-json", trackingId: s.trackingId, host: s.domain, visitors: 20_000 }, s, CONNECTIONS); },
+        batch: async () => {
+          const s = await makeSite("batch");
+          return runBeaconPhase("batch", `batches of ${BATCH_SIZE}`, "batch", { kind: "batch-http", trackingId: s.trackingId, host: s.domain, size: BATCH_SIZE }, s, BATCH_CONNECTIONS);
+        },
+      };
+      const only: PhaseResult[] = [];
+      for (const name of ONLY) {
+        const run = scenarios[name];
+        if (!run) throw new Error(`BENCH_ONLY: unknown phase "${name}" (single, rate, track, batch)`);
+        only.push(await run());
+      }
+      const lines = only.map((p) => {
+        const secs = p.load.windowMs / 1000;
+        const endToEnd = p.allStoredAt !== undefined ? p.expected! / ((p.allStoredAt - p.load.startedAt) / 1000) : NaN;
+        return `${p.name}: ${fmtInt(p.load.okInWindow / secs)} req/s, ${fmtInt(p.load.eventsInWindow / secs)} events/s accepted, ${fmtInt(endToEnd)} events/s end to end; latency p50/p99 ${fmtMs(p.load.latency.p50)}/${fmtMs(p.load.latency.p99)} ms; lag p50/p95 ${fmtMs(p.lag!.p50)}/${fmtMs(p.lag!.p95)} ms (${p.lag!.seen}/${p.lag!.accepted}); statuses ${JSON.stringify(p.load.statuses)}; queue peak ${p.maxQueueWaiting}; ${cpuLine(p.cpu)}`;
+      });
+      const profiles = only.flatMap((p) => (p.profiles ?? []).map((prof) => `${p.name} ${prof.role}: ${prof.summary.topSelf.slice(0, 10).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join("; ")}`));
+      process.stdout.write([...lines, table(costHeader, only.map(costRow)), ...profiles].join("\n") + "\n");
+      return;
+    }
+
+    const placeholder = { trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
+    const bareRef = await runReference("http", single(placeholder), "/");
+    const listenRef = await runReference("listen", single(placeholder), "/");
+    const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
+
+    log("reference: Postgres COPY and INSERT … unnest");
+    const pgRef: PostgresReference = await measurePostgres(database.url);
 
     const phases: PhaseResult[] = [];
     const siteA = await makeSite("single");
@@ -614,28 +664,7 @@ async function main(): Promise<void> {
     const refsTable = table(["Reference", "Rate", "Latency / size", "Server CPU per request", "CPU during it (% of one core)"], refRows);
     const phasesTable = table(["Beacon phase", "Accepted (measured window)", "HTTP statuses (whole run)", "Stored", "Event loop busy", "CPU during the load (% of one core)"], phaseRows);
 
-    // CPU per event over load + drain: what each part of the pipeline spends on one event,
-    // robust to how long the phase ran; and the rate those costs allow on this machine's cores.
-    const costGroups = ["beacon server", "beacon worker", "postgres (bench db)", "redis", "load generator", "bench main (sampler, poller)"];
-    const costRows = phases.map((p) => {
-      const all = p.cpuAll!;
-      // Events the meter's CPU went into: all of them, or what was stored when the drain gave up.
-      const events = p.allStoredAt !== undefined ? p.expected! : p.stored!;
-      const usPerEvent = (group: string) => (((all.groups[group] ?? 0) / 100) * all.wallMs * 1000) / Math.max(events, 1);
-      const pipeline = ["beacon server", "beacon worker", "postgres (bench db)", "redis"].reduce((a, g) => a + usPerEvent(g), 0);
-      return [
-        p.name,
-        fmtInt(events),
-        ...costGroups.map((g) => fmtInt(usPerEvent(g))),
-        fmtInt(pipeline),
-        fmtInt((all.cores * 1e6) / pipeline),
-        fmtInt((all.groups["everything else"] ?? 0) + (all.groups["postgres (other)"] ?? 0)) + "%",
-      ];
-    });
-    const costTable = table(
-      ["Phase", "Events", "server µs/event", "worker µs/event", "postgres µs/event", "redis µs/event", "load gen µs/event", "bench µs/event", "pipeline µs/event", `events/s that allows on ${phases[0].cpuAll!.cores} cores`, "other work (avg % of a core)"],
-      costRows,
-    );
+    const costTable = table(costHeader, phases.map(costRow));
 
     const traceText: string[] = [];
     for (const p of phases) {
