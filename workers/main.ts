@@ -23,7 +23,7 @@ import { LiveEventPublisher } from "../server/core/streams/live-events.js";
 import type { SubscriptionQueryRunner } from "../server/core/streams/subscriptions.js";
 import { createSubscriptionDeliveryProcessor, createSubscriptionTickProcessor } from "./processors/subscriptions.js";
 import type { SubscriptionDeliveryJob, SubscriptionTickJob } from "./queues.js";
-import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES, reportIngestQueueWait } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES, reportIngestDrained } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -104,9 +104,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
   });
   // Nothing waits any more: the queue is not behind, whatever the last batch had waited.
-  ingestWorker.on("drained", () => {
-    reportIngestQueueWait(ingestRedis, prefix, 0);
-  });
+  ingestWorker.on("drained", () => reportIngestDrained(ingestRedis, prefix));
   const workers = [
     ingestWorker,
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),

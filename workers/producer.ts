@@ -5,8 +5,8 @@ import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { AcceptedMetricPoint } from "../server/core/metrics/points.js";
 import {
-  INGEST_JOB_OPTIONS, type IngestBatchJob, ingestBatchJobId, JOB_NAMES, METRIC_BULK_JOB_OPTIONS, type MetricBulkJob, metricBatchJobId, metricBulkId,
-  type MetricPointsJob, QUEUES, type RawHit,
+  INGEST_JOB_OPTIONS, type IngestBatchJob, ingestBatchJob, ingestBatchJobId, JOB_NAMES, METRIC_BULK_JOB_OPTIONS, type MetricBulkJob, metricBatchJobId, metricBulkId,
+  type MetricPointsJob, QUEUES, type RawHit, reportIngestQueued,
 } from "./queues.js";
 
 export interface IngestProducer {
@@ -21,7 +21,8 @@ export function createIngestProducer(connection: Redis, prefix: string): IngestP
   const queue = new Queue<IngestBatchJob>(QUEUES.ingest, { connection, prefix });
   return {
     async write(hits) {
-      await queue.add(JOB_NAMES.ingestBatch, { hits }, { ...INGEST_JOB_OPTIONS, jobId: ingestBatchJobId(hits) });
+      await queue.add(JOB_NAMES.ingestBatch, ingestBatchJob(hits), { ...INGEST_JOB_OPTIONS, jobId: ingestBatchJobId(hits) });
+      reportIngestQueued(connection, prefix, hits.length);
     },
     async lagSeconds() {
       const [oldest] = await queue.getJobs(["wait", "prioritized", "delayed"], 0, 0, true);

@@ -32,23 +32,147 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
 /**
  * How long the ingest batch a worker last started had waited in the queue (first attempts only),
- * in ms: the worker sets it as it takes each batch, servers read it to refuse new events while
- * the queue is this far behind (backpressure). Expires when no worker takes batches.
+ * in ms: the worker sets it as it takes each batch. Servers fall back on it for backpressure
+ * while they have not yet measured how fast the workers drain the queue (see
+ * server/core/ingest/backpressure.ts). Expires when no worker takes batches.
  */
 export function ingestQueueWaitKey(prefix: string): string {
   return `${prefix}:ingest:queue-wait-ms`;
 }
 
+/**
+ * Two running totals of events: queued by servers (counted once the batch is in Redis) and taken
+ * by workers (counted as a batch's first attempt starts). Their difference is how many events
+ * wait; how fast `taken` grows while some wait is how fast the workers drain the queue. Both
+ * only ever err towards fewer waiting events (a server that dies between the write and the count,
+ * a stalled batch taken twice), and the taken total is caught up whenever the queue drains.
+ */
+export function ingestEventCountKeys(prefix: string): { queued: string; taken: string } {
+  return { queued: `${prefix}:ingest:events-queued`, taken: `${prefix}:ingest:events-taken` };
+}
+
 /** How long an ingestQueueWaitKey reading lasts: older than this it says nothing (no worker is taking batches). */
 const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
 
-/** A worker's report of how long the batch it takes had waited (0: nothing waits). Never fails: backpressure is advisory. */
-export function reportIngestQueueWait(redis: Redis, prefix: string, waitMs: number): void {
-  redis.set(ingestQueueWaitKey(prefix), Math.max(0, waitMs), "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
+/** A server's report that a batch of `events` is in the queue. Never fails: backpressure is advisory. */
+export function reportIngestQueued(redis: Redis, prefix: string, events: number): void {
+  redis.incrby(ingestEventCountKeys(prefix).queued, events).catch(() => {});
 }
 
-export interface IngestBatchJob {
-  hits: RawHit[];
+/** A worker's report of a batch it takes (first attempt): how long it waited, and its size. Never fails. */
+export function reportIngestTaken(redis: Redis, prefix: string, waitMs: number, events: number): void {
+  redis
+    .multi()
+    .set(ingestQueueWaitKey(prefix), Math.max(0, waitMs), "PX", INGEST_QUEUE_WAIT_TTL_MS)
+    .incrby(ingestEventCountKeys(prefix).taken, events)
+    .exec()
+    .catch(() => {});
+}
+
+// Nothing waits: the taken total catches up with the queued one (never moves it back).
+const CATCH_UP_SCRIPT = `local q = tonumber(redis.call('GET', KEYS[1]) or '0')
+local t = tonumber(redis.call('GET', KEYS[2]) or '0')
+if q > t then redis.call('SET', KEYS[2], q) end
+return q`;
+
+/** A worker's report that no batch waits any more. Never fails. */
+export function reportIngestDrained(redis: Redis, prefix: string): void {
+  const { queued, taken } = ingestEventCountKeys(prefix);
+  redis.set(ingestQueueWaitKey(prefix), 0, "PX", INGEST_QUEUE_WAIT_TTL_MS).catch(() => {});
+  redis.eval(CATCH_UP_SCRIPT, 2, queued, taken).catch(() => {});
+}
+
+/**
+ * A batch of accepted hits as queued: column by column, each text field's values through one
+ * table of the batch's distinct strings (a batch repeats its site, agents, pages and visitors).
+ * A job is a fifth of the size of the hits' own JSON, and cheaper to write on the server and to
+ * read on the worker. Batches queued by an earlier version (`hits`) are still read.
+ */
+export type IngestBatchJob = { batch: EncodedHits } | { hits: RawHit[] };
+
+const TEXT_FIELDS = ["siteId", "name", "url", "referrer", "title", "ip", "userAgent", "clientId", "userId", "screen", "language", "currency"] as const;
+type TextField = (typeof TEXT_FIELDS)[number];
+
+export interface EncodedHits {
+  /** The distinct strings of the text fields. */
+  strings: string[];
+  /** Per text field, each hit's index into `strings`. */
+  text: Record<TextField, number[]>;
+  eventId: string[];
+  /** receivedAt − `since`, and ts − receivedAt (0 unless the client said when). */
+  receivedAt: number[];
+  since: number;
+  ts: number[];
+  /** Custom properties, 0 for none. */
+  props: (RawHit["props"] | 0)[];
+  revenue: (number | null)[];
+}
+
+export function ingestBatchJob(hits: readonly RawHit[]): IngestBatchJob {
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const text = {} as Record<TextField, number[]>;
+  for (const field of TEXT_FIELDS) {
+    const column = new Array<number>(hits.length);
+    for (let i = 0; i < hits.length; i++) {
+      const value = hits[i][field];
+      let at = index.get(value);
+      if (at === undefined) {
+        at = strings.push(value) - 1;
+        index.set(value, at);
+      }
+      column[i] = at;
+    }
+    text[field] = column;
+  }
+  const since = hits.length > 0 ? hits[0].receivedAt : 0;
+  return {
+    batch: {
+      strings,
+      text,
+      eventId: hits.map((h) => h.eventId),
+      receivedAt: hits.map((h) => h.receivedAt - since),
+      since,
+      ts: hits.map((h) => h.ts - h.receivedAt),
+      props: hits.map((h) => (isEmpty(h.props) ? 0 : h.props)),
+      revenue: hits.map((h) => h.revenue),
+    },
+  };
+}
+
+function isEmpty(props: RawHit["props"]): boolean {
+  for (const _ in props) return false;
+  return true;
+}
+
+/** The hits a job carries, whichever form it was queued in. */
+export function hitsOf(job: IngestBatchJob): RawHit[] {
+  if ("hits" in job) return [...job.hits];
+  const { strings, text, eventId, receivedAt, since, ts, props, revenue } = job.batch;
+  const hits = new Array<RawHit>(eventId.length);
+  for (let i = 0; i < hits.length; i++) {
+    const at = since + receivedAt[i];
+    hits[i] = {
+      siteId: strings[text.siteId[i]],
+      eventId: eventId[i],
+      ts: at + ts[i],
+      name: strings[text.name[i]],
+      url: strings[text.url[i]],
+      referrer: strings[text.referrer[i]],
+      title: strings[text.title[i]],
+      ip: strings[text.ip[i]],
+      userAgent: strings[text.userAgent[i]],
+      clientId: strings[text.clientId[i]],
+      userId: strings[text.userId[i]],
+      screen: strings[text.screen[i]],
+      language: strings[text.language[i]],
+      props: props[i] || {},
+      revenue: revenue[i],
+      currency: strings[text.currency[i]],
+      receivedAt: at,
+    };
+  }
+  return hits;
 }
 
 export type MaintenanceJob =

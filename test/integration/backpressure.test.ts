@@ -1,4 +1,4 @@
-// Backpressure: while accepted events wait longer than INGEST_MAX_QUEUE_WAIT_MS to be stored,
+// Backpressure: while accepted events would wait longer than INGEST_MAX_QUEUE_WAIT_MS to be stored,
 // new events are refused with 503 + Retry-After (Unavailable over Connect), and accepted again
 // once the workers have caught up. Real Postgres and Redis; the worker runs in this process, one
 // batch at a time, and is held inside a batch to make the queue fall behind.
@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManagementService } from "../../gen/beacon/v1/management_service_pb.js";
 import { TrackingService } from "../../gen/beacon/v1/tracking_service_pb.js";
 import { sqlPool } from "../../server/db/orm.js";
-import { ingestQueueWaitKey } from "../../workers/queues.js";
+import { IngestBackpressure } from "../../server/core/ingest/backpressure.js";
+import { ingestEventCountKeys, ingestQueueWaitKey } from "../../workers/queues.js";
 import { startTestBeacon, type TestBeacon } from "../support/beacon.js";
 
 const CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -97,5 +98,70 @@ describe("backpressure", () => {
     await until("the queued events", () => stored("/queued"), (n) => n === 5);
     await until("acceptance again", () => collect("/after"), (res) => res.status === 200, 10_000);
     await until("the event after", () => stored("/after"), (n) => n === 1);
+  });
+});
+
+describe("backpressure's estimate of the wait", () => {
+  // The workers' readings are written straight into Redis, under a prefix of this describe's own,
+  // and read at chosen times, so the estimate is checked against known rates.
+  const prefix = () => `${beacon.prefix}:estimate`;
+  async function reading(values: { queued: number; taken: number; lastTakenWaitMs?: number }): Promise<void> {
+    const { queued, taken } = ingestEventCountKeys(prefix());
+    await beacon.redis.mset(queued, values.queued, taken, values.taken);
+    if (values.lastTakenWaitMs === undefined) await beacon.redis.del(ingestQueueWaitKey(prefix()));
+    else await beacon.redis.set(ingestQueueWaitKey(prefix()), values.lastTakenWaitMs);
+  }
+  async function verdict(backpressure: IngestBackpressure, at: number): Promise<string> {
+    await backpressure.refresh(at);
+    try {
+      backpressure.check(at);
+      return "accepted";
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  it("refuses as soon as the waiting events outgrow what the workers drain in the bound, not a wait later", async () => {
+    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    // Workers drain 5,000 events/s while 10,000/s arrive; the batches they take had waited 50 ms.
+    const verdicts: string[] = [];
+    for (let step = 0; step <= 4; step++) {
+      await reading({ queued: 2000 + step * 2000, taken: step * 1000, lastTakenWaitMs: 50 });
+      verdicts.push(await verdict(backpressure, 1_000_000 + step * 200));
+    }
+    // 2,000 → 6,000 events waiting: at 5,000/s that is 0.4 s … 1.2 s.
+    expect(verdicts.slice(0, 4)).toEqual(["accepted", "accepted", "accepted", "accepted"]);
+    expect(verdicts[4]).toContain("ingestion is behind (queued events wait 1.2 s to be stored");
+  });
+
+  it("accepts again as soon as the queue has emptied, whatever the last batch taken had waited", async () => {
+    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    for (let step = 0; step <= 3; step++) {
+      await reading({ queued: 20_000, taken: step * 2000, lastTakenWaitMs: 3000 });
+      expect(await verdict(backpressure, 2_000_000 + step * 200)).toContain("ingestion is behind");
+    }
+    // The workers caught up; the batch they took last had still waited 3 s.
+    await reading({ queued: 20_000, taken: 20_000, lastTakenWaitMs: 3000 });
+    expect(await verdict(backpressure, 2_000_000 + 4 * 200)).toBe("accepted");
+  });
+
+  it("takes a burst into an idle queue (no drain rate seen yet), and accepts while no worker runs", async () => {
+    const idle = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    await reading({ queued: 50_000, taken: 0, lastTakenWaitMs: 0 });
+    expect(await verdict(idle, 3_000_000)).toBe("accepted");
+    // Until the rate is known, the wait of the last batch taken decides.
+    await reading({ queued: 50_000, taken: 0, lastTakenWaitMs: 1500 });
+    expect(await verdict(idle, 3_000_200)).toContain("queued events wait 1.5 s");
+    // No worker has reported for a while: nothing would drain the queue sooner by refusing.
+    await reading({ queued: 90_000, taken: 0 });
+    expect(await verdict(idle, 3_000_400)).toBe("accepted");
+  });
+
+  it("counts what servers queue and workers take, so the difference is what waits", async () => {
+    const { queued, taken } = ingestEventCountKeys(beacon.prefix);
+    const before = Number(await beacon.redis.get(queued));
+    for (let i = 0; i < 3; i++) expect((await collect("/counted")).status).toBe(200);
+    await until("the counted events", () => stored("/counted"), (n) => n === 3);
+    await until("the totals", async () => [Number(await beacon.redis.get(queued)), Number(await beacon.redis.get(taken))], ([q, t]) => q === t && q >= before + 3);
   });
 });

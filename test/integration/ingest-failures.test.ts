@@ -30,7 +30,7 @@ import { createLogger } from "../../server/logger.js";
 import { connectRedis } from "../../server/redis.js";
 import { startWorkers, type Workers } from "../../workers/main.js";
 import { createIngestProducer } from "../../workers/producer.js";
-import { type IngestBatchJob, QUEUES } from "../../workers/queues.js";
+import { hitsOf, type IngestBatchJob, QUEUES } from "../../workers/queues.js";
 import { deleteRedisKeys, startTestBeacon, TEST_REDIS_URL, type TestBeacon } from "../support/beacon.js";
 
 type EventInit = MessageInitShape<typeof EventSchema>;
@@ -370,7 +370,7 @@ describe("events that can never be stored", () => {
   async function acceptIntoOneBatch(send: () => Promise<unknown>[], first: string, second: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await Promise.all(send());
-      const batches = (await queue.getJobs(["waiting"])).map((job) => job.data.hits.map((hit) => hit.eventId));
+      const batches = (await queue.getJobs(["waiting"])).map((job) => hitsOf(job.data).map((hit) => hit.eventId));
       if (batches.some((ids) => ids.includes(first) && ids.includes(second))) return;
       if (attempt === 20) throw new Error(`no batch held both ${first} and ${second}: ${JSON.stringify(batches)}`);
     }

@@ -17,7 +17,7 @@ import type { IngestSite, SiteDirectory } from "../../server/core/ingest/sites.j
 import { type StoredEvent, storeEventBatches, storeEvents } from "../../server/db/events-store.js";
 import { sqlPool } from "../../server/db/orm.js";
 import type { Logger } from "../../server/logger.js";
-import { type IngestBatchJob, reportIngestQueueWait } from "../queues.js";
+import { hitsOf, type IngestBatchJob, reportIngestTaken } from "../queues.js";
 
 export interface IngestProcessorDeps {
   orm: MikroORM;
@@ -156,9 +156,9 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
 
   return async (job: Job<IngestBatchJob>): Promise<{ stored: number; duplicates: number; deadLettered: number }> => {
     // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
-    if (job.attemptsMade === 0) reportIngestQueueWait(deps.redis, deps.prefix, Date.now() - job.timestamp);
+    const hits = hitsOf(job.data).sort((a, b) => a.ts - b.ts);
+    if (job.attemptsMade === 0) reportIngestTaken(deps.redis, deps.prefix, Date.now() - job.timestamp, hits.length);
     const pool = await sqlPool(deps.orm);
-    const hits = [...job.data.hits].sort((a, b) => a.ts - b.ts);
     const sites = new Map<string, IngestSite | undefined>();
     for (const siteId of new Set(hits.map((h) => h.siteId))) sites.set(siteId, await deps.sites.byId(siteId));
     const unknown = hits.filter((h) => !sites.get(h.siteId));
