@@ -1,10 +1,15 @@
 // Writing enriched events and their sessions, in one transaction per batch (or per group of
-// batches: the worker's group commit). Events are COPYed into a temporary staging table and moved
-// into `events` with one INSERT … SELECT: COPY's text rows cost Postgres and Node a fraction of
-// what 32 parameter arrays through unnest did (array literals built and escaped element by
-// element, then parsed again). Events are deduplicated by (site_id, ts, event_id); only the
-// events actually inserted update their sessions (one multi-row upsert through unnest), so a
-// retried batch changes nothing twice. The two fixed statements are prepared once per connection.
+// batches: the worker's group commit). Events travel as COPY text rows, which cost Postgres and
+// Node a fraction of what 32 parameter arrays through unnest did (array literals built and
+// escaped element by element, then parsed again). Events are deduplicated by (site_id, ts,
+// event_id); only the events actually inserted update their sessions (one multi-row upsert
+// through unnest), so a retried batch changes nothing twice.
+// Two paths, because duplicates are rare (retried jobs, client resends) and finding them costs
+// Postgres several times what storing the rows does: the fast path COPYs the batch straight into
+// `events`, and if that succeeds every event was new. Only when it fails with a unique violation
+// is the transaction started again on the slow path: COPY into a temporary staging table, then
+// one INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING the keys that were new. The fixed
+// statements are prepared once per connection.
 import { finished } from "node:stream/promises";
 import type { Pool, PoolClient } from "pg";
 import { from as copyFrom } from "pg-copy-streams";
@@ -59,9 +64,14 @@ const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => u
 
 const COLUMN_LIST = EVENT_COLUMNS.map(([c]) => c).join(", ");
 
+const COPY_EVENTS_SQL = `copy events (${COLUMN_LIST}) from stdin`;
+/** What the fast path's COPY fails with when the batch holds an event already stored (or twice). */
+const UNIQUE_VIOLATION = "23505";
+
 /**
- * The staging table: the events table's columns, private to the connection, emptied at every
- * commit (and rollback). Created once per connection, outside any transaction.
+ * The slow path's staging table: the events table's columns, private to the connection, emptied
+ * at every commit (and rollback). Created once per connection that needs it, outside any
+ * transaction (a rolled back transaction would take it away again).
  */
 const CREATE_STAGE_SQL = "create temp table if not exists events_stage (like events) on commit delete rows";
 const COPY_STAGE_SQL = `copy events_stage (${COLUMN_LIST}) from stdin`;
@@ -99,11 +109,36 @@ function copyText(events: StoredEvent[]): string {
   return text;
 }
 
-/** COPYs the batch into the connection's staging table, in one piece (a few hundred KB at most). */
-async function stageEvents(client: PoolClient, events: StoredEvent[]): Promise<void> {
-  const copy = client.query(copyFrom(COPY_STAGE_SQL));
-  copy.end(copyText(events));
+/**
+ * COPYs a batch's text in one piece (a few hundred KB at most). Resolves once Postgres is ready
+ * for the next statement; rejects with Postgres' error (and its SQLSTATE) if the COPY failed,
+ * the connection then taking the next statement as usual.
+ */
+async function copyEvents(client: PoolClient, sql: string, text: string): Promise<void> {
+  const copy = client.query(copyFrom(sql));
+  copy.end(text);
   await finished(copy);
+}
+
+/**
+ * The slow path, in the transaction the fast path's COPY failed in: starts it again and stores
+ * only the events not stored yet. Returns those, each once (a copy sent twice counts as the first).
+ */
+async function insertNewEvents(client: PoolClient, events: StoredEvent[], text: string): Promise<StoredEvent[]> {
+  // Nothing but the failed COPY happened in the transaction: rolling it back loses nothing, and
+  // is simpler (and cheaper for the fast path) than a savepoint before every COPY.
+  await client.query("rollback");
+  if (!staged.has(client)) {
+    await client.query(CREATE_STAGE_SQL);
+    staged.add(client);
+  }
+  await client.query("begin");
+  await copyEvents(client, COPY_STAGE_SQL, text);
+  const inserted = await client.query<{ site_id: string; ms: string; event_id: string }>({ name: "beacon-insert-events", text: INSERT_EVENTS_SQL });
+  const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${r.ms}/${r.event_id}`));
+  // A batch may carry the same event twice (a client resending within one request): the insert
+  // keeps one row, so only the first copy may count towards its session.
+  return events.filter((e) => fresh.delete(`${e.siteId}/${e.ts}/${e.eventId}`));
 }
 
 // Per session: what this batch adds. `first_*` describe the session's first event in the batch.
@@ -227,17 +262,18 @@ async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<Stor
   await ensureDays(pool, events);
   const client = await pool.connect();
   try {
-    if (!staged.has(client)) {
-      await client.query(CREATE_STAGE_SQL);
-      staged.add(client);
-    }
+    const text = copyText(events);
     await client.query("begin");
-    await stageEvents(client, events);
-    const inserted = await client.query<{ site_id: string; ms: string; event_id: string }>({ name: "beacon-insert-events", text: INSERT_EVENTS_SQL });
-    const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${r.ms}/${r.event_id}`));
-    // A batch may carry the same event twice (a client resending within one request): the insert
-    // keeps one row, so only the first copy may count towards its session.
-    const newEvents = events.filter((e) => fresh.delete(`${e.siteId}/${e.ts}/${e.eventId}`));
+    let newEvents: StoredEvent[];
+    try {
+      // The partitions exist (ensureDays): if the COPY succeeds, every event was new (and none twice).
+      await copyEvents(client, COPY_EVENTS_SQL, text);
+      newEvents = events;
+    } catch (err) {
+      // Any other error (a bad value: 22…) goes up with its SQLSTATE, as the slow path's would.
+      if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+      newEvents = await insertNewEvents(client, events, text);
+    }
     const deltas = sessionDeltas(newEvents);
     if (deltas.length > 0) {
       await client.query({ name: "beacon-upsert-sessions", text: UPSERT_SESSIONS_SQL, values: columnsOf(deltas, [
