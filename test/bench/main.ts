@@ -482,6 +482,23 @@ async function main(): Promise<void> {
       ];
     };
 
+    const traceLines = (of: PhaseResult[]) => {
+      const lines: string[] = [];
+      for (const p of of) {
+        for (const { role, trace } of p.traces ?? []) {
+          if (trace.rows.length === 0) continue;
+          lines.push(`${p.name} phase, ${role} (event loop busy ${Math.round(trace.eventLoopUtilization * 100)}%, CPU ${Math.round(trace.cpuPercent)}% of a core):`);
+          lines.push(
+            table(
+              ["Step (wall time, call → settled)", "Calls", "Calls/s", "Mean ms", "p50 ms", "p99 ms"],
+              trace.rows.slice(0, 14).map((r) => [r.label, fmtInt(r.count), fmtInt(r.count / (trace.wallMs / 1000)), fmtMs(r.meanMs), fmtMs(r.p50Ms), fmtMs(r.p99Ms)]),
+            ),
+          );
+        }
+      }
+      return lines;
+    };
+
     if (ONLY.length > 0) {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const scenarios: Record<string, () => Promise<PhaseResult>> = {
@@ -505,7 +522,7 @@ async function main(): Promise<void> {
         return `${p.name}: ${fmtInt(p.load.okInWindow / secs)} req/s, ${fmtInt(p.load.eventsInWindow / secs)} events/s accepted, ${fmtInt(endToEnd)} events/s end to end; latency p50/p99 ${fmtMs(p.load.latency.p50)}/${fmtMs(p.load.latency.p99)} ms; lag p50/p95 ${fmtMs(p.lag!.p50)}/${fmtMs(p.lag!.p95)} ms (${p.lag!.seen}/${p.lag!.accepted}); statuses ${JSON.stringify(p.load.statuses)}; queue peak ${p.maxQueueWaiting}; ${cpuLine(p.cpu)}`;
       });
       const profiles = only.flatMap((p) => (p.profiles ?? []).map((prof) => `${p.name} ${prof.role}: ${prof.summary.topSelf.slice(0, 10).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join("; ")}`));
-      process.stdout.write([...lines, table(costHeader, only.map(costRow)), ...profiles].join("\n") + "\n");
+      process.stdout.write([...lines, table(costHeader, only.map(costRow)), ...traceLines(only), ...profiles].join("\n") + "\n");
       return;
     }
 
@@ -666,19 +683,7 @@ async function main(): Promise<void> {
 
     const costTable = table(costHeader, phases.map(costRow));
 
-    const traceText: string[] = [];
-    for (const p of phases) {
-      for (const { role, trace } of p.traces ?? []) {
-        if (trace.rows.length === 0) continue;
-        traceText.push(`${p.name} phase, ${role} (event loop busy ${Math.round(trace.eventLoopUtilization * 100)}%, CPU ${Math.round(trace.cpuPercent)}% of a core):`);
-        traceText.push(
-          table(
-            ["Step (wall time, call → settled)", "Calls", "Calls/s", "Mean ms", "p50 ms", "p99 ms"],
-            trace.rows.slice(0, 14).map((r) => [r.label, fmtInt(r.count), fmtInt(r.count / (trace.wallMs / 1000)), fmtMs(r.meanMs), fmtMs(r.p50Ms), fmtMs(r.p99Ms)]),
-          ),
-        );
-      }
-    }
+    const traceText = traceLines(phases);
 
     for (const p of phases) {
       const accepted = evps(p.load);
