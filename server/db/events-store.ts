@@ -27,9 +27,21 @@ export type StoredEvent = Omit<EnrichedEvent, "visitorIdYesterday" | "props"> & 
   props: Record<string, unknown>;
 };
 
+/**
+ * Epoch ms → ISO text, remembering the last time converted: a batch's events mostly share their
+ * receive time, and their event time unless the client gave one.
+ */
+function isoMemo(): (ms: number) => string {
+  let lastMs = NaN;
+  let lastText = "";
+  return (ms) => (ms === lastMs ? lastText : (lastText = new Date((lastMs = ms)).toISOString()));
+}
+const tsText = isoMemo();
+const receivedText = isoMemo();
+
 const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => unknown][] = [
   ["site_id", "uuid", (e) => e.siteId],
-  ["ts", "timestamptz", (e) => new Date(e.ts).toISOString()],
+  ["ts", "timestamptz", (e) => tsText(e.ts)],
   ["event_id", "text", (e) => e.eventId],
   ["name", "text", (e) => e.name],
   ["visitor_id", "int8", (e) => e.visitorId.toString()],
@@ -59,7 +71,7 @@ const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => u
   ["classification", "int2", (e) => e.classification],
   ["props", "jsonb", (e) => JSON.stringify(e.props)],
   ["revenue", "numeric", (e) => e.revenue],
-  ["received_at", "timestamptz", (e) => new Date(e.receivedAt).toISOString()],
+  ["received_at", "timestamptz", (e) => receivedText(e.receivedAt)],
 ];
 
 const COLUMN_LIST = EVENT_COLUMNS.map(([c]) => c).join(", ");

@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { createRequire } from "node:module";
 import path from "node:path";
 import maxmind from "maxmind";
+import { BoundedCache } from "../bounded-cache.js";
 
 export interface GeoLocation {
   country: string;
@@ -117,32 +118,43 @@ async function openCityDb(cityDbPath: string): Promise<RecordReader<CityRecord>>
   }
 }
 
+/** Addresses whose places are remembered. */
+const PLACE_CACHE_SIZE = 50_000;
+
 export async function createGeoLookup(opts: { cityDbPath?: string } = {}): Promise<GeoLookup> {
   const countryDb = await openReader<CountryRecord>(bundledCountryDbPath());
   const cityDb = opts.cityDbPath ? await openCityDb(opts.cityDbPath) : null;
 
+  // A visitor's events come from one address, close together: its place is looked up once.
+  // Each caller gets its own copy, so none can change what the next one is told.
+  const places = new BoundedCache<GeoLocation>(PLACE_CACHE_SIZE);
   return {
     lookup(raw: string): GeoLocation {
-      const ip = publicIp(raw);
-      if (!ip) return empty();
-      const result = empty();
-      try {
-        if (cityDb) {
-          const rec = cityDb.get(ip);
-          if (rec) {
-            result.country = (rec.country?.iso_code ?? rec.registered_country?.iso_code ?? "").toUpperCase();
-            result.region = rec.subdivisions?.[0]?.names?.en ?? "";
-            result.city = rec.city?.names?.en ?? "";
-          }
-        }
-        if (!result.country) {
-          result.country = (countryDb.get(ip)?.country_code ?? "").toUpperCase();
-        }
-      } catch {
-        // A malformed address that slipped past isIP must not fail ingestion.
-        return empty();
-      }
-      return result;
+      const { country, region, city } = places.get(raw, () => find(raw));
+      return { country, region, city };
     },
   };
+
+  function find(raw: string): GeoLocation {
+    const ip = publicIp(raw);
+    if (!ip) return empty();
+    const result = empty();
+    try {
+      if (cityDb) {
+        const rec = cityDb.get(ip);
+        if (rec) {
+          result.country = (rec.country?.iso_code ?? rec.registered_country?.iso_code ?? "").toUpperCase();
+          result.region = rec.subdivisions?.[0]?.names?.en ?? "";
+          result.city = rec.city?.names?.en ?? "";
+        }
+      }
+      if (!result.country) {
+        result.country = (countryDb.get(ip)?.country_code ?? "").toUpperCase();
+      }
+    } catch {
+      // A malformed address that slipped past isIP must not fail ingestion.
+      return empty();
+    }
+    return result;
+  }
 }
