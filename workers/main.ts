@@ -95,7 +95,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   const ingestWorker = new Worker<IngestBatchJob>(QUEUES.ingest, ingest, {
     connection: deps.connection(),
     prefix,
-    concurrency: deps.ingestConcurrency ?? 8,
+    concurrency: deps.ingestConcurrency ?? 16,
     lockDuration: deps.lockMs ?? 30_000,
     // A batch whose worker died is taken over by another; only a batch that kills workers
     // repeatedly (five times) is given up on as failed.
@@ -159,7 +159,7 @@ async function startMetricWorkers(deps: WorkerDeps): Promise<Workers> {
     new Worker<MetricPointsJob>(QUEUES.metricPoints, createMetricPointsProcessor({ orm, logger }), {
       connection: deps.connection(),
       prefix,
-      concurrency: deps.ingestConcurrency ?? 8,
+      concurrency: deps.ingestConcurrency ?? 16,
       lockDuration: deps.lockMs ?? 30_000,
       stalledInterval: Math.max(1000, Math.floor((deps.lockMs ?? 30_000) / 2)),
       settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
