@@ -157,6 +157,30 @@ describe("backpressure's estimate of the wait", () => {
     expect(await verdict(idle, 3_000_400)).toBe("accepted");
   });
 
+  it("holds a request while the queue is over its bound, lets it in once the workers catch up, and refuses it when they do not", async () => {
+    const held = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 50, holdMs: 5000 });
+    await reading({ queued: 10, taken: 0, lastTakenWaitMs: 1500 });
+    await held.refresh();
+    const admitted = held.admit();
+    expect(admitted).toBeInstanceOf(Promise);
+    let settled = false;
+    void admitted!.then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(settled).toBe(false);
+    await reading({ queued: 10, taken: 10, lastTakenWaitMs: 0 });
+    await admitted;
+    // Within the bound, admit answers at once, with nothing to wait for.
+    expect(held.admit()).toBeUndefined();
+
+    const refused = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 50, holdMs: 200 });
+    await reading({ queued: 10, taken: 0, lastTakenWaitMs: 1500 });
+    await refused.refresh();
+    await expect(refused.admit()!).rejects.toThrow("queued events wait 1.5 s");
+    const atOnce = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 50, holdMs: 0 });
+    await atOnce.refresh();
+    expect(() => atOnce.admit()).toThrow("ingestion is behind");
+  });
+
   it("counts what servers queue and workers take, so the difference is what waits", async () => {
     const { queued, taken } = ingestEventCountKeys(beacon.prefix);
     const before = Number(await beacon.redis.get(queued));

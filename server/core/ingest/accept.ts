@@ -61,7 +61,7 @@ export interface AcceptorDeps {
   hasher: VisitorHasher;
   usage: RedisUsage;
   /** Refuses new events while the queue is far behind (absent: never). */
-  backpressure?: Pick<IngestBackpressure, "check">;
+  backpressure?: Pick<IngestBackpressure, "admit">;
   limits?: AcceptLimits;
 }
 
@@ -90,7 +90,8 @@ export class Acceptor {
     }
     const { hits, errors } = this.validate(site, events, ctx);
     if (hits.length === 0) return { accepted: [], errors, ignoredDoNotTrack: false };
-    this.deps.backpressure?.check(ctx.receivedAt);
+    const held = this.deps.backpressure?.admit(ctx.receivedAt);
+    if (held) await held;
     await this.checkRateLimits(site, hits.map((h) => h.hit), ctx);
     await this.pinDuplicateTimes(
       hits

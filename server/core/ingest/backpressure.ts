@@ -23,6 +23,11 @@ export interface BackpressureOptions {
   maxQueueWaitMs: number;
   /** How often the workers' readings are fetched (only while events arrive). */
   refreshMs?: number;
+  /**
+   * How long a request that finds the queue too far behind is held, in case it catches up,
+   * before it is refused (default 500 ms; 0 refuses at once).
+   */
+  holdMs?: number;
 }
 
 /** How fast the drain-rate measure forgets: its samples count half after this long. */
@@ -52,12 +57,46 @@ export class IngestBackpressure {
   check(now = Date.now()): void {
     if (this.options.maxQueueWaitMs <= 0) return;
     if (now - this.readAt >= this.refreshMs && !this.reading) void this.refresh(now);
-    if (this.waitMs > this.options.maxQueueWaitMs) {
-      throw new UnavailableError(
-        `ingestion is behind (queued events wait ${(this.waitMs / 1000).toFixed(1)} s to be stored, more than ${this.options.maxQueueWaitMs / 1000} s); retry after 1 s`,
-        1,
-      );
+    if (this.waitMs > this.options.maxQueueWaitMs) throw this.refusal();
+  }
+
+  /**
+   * As check, but a request that finds the queue too far behind is held for up to `holdMs`,
+   * re-reading the workers' reports, and admitted as soon as the queue is back within its bound.
+   * Returns undefined when admitted at once (the usual case: no promise to wait for), else a
+   * promise that resolves when admitted or rejects with UnavailableError.
+   *
+   * Under overload a refusal sends a client away for a whole second (Retry-After has no finer
+   * unit), and when several come back together the queue has emptied meanwhile and the workers
+   * idle. Held, requests are let in at the pace the workers drain, within the same bound.
+   */
+  admit(now = Date.now()): Promise<void> | undefined {
+    try {
+      this.check(now);
+      return undefined;
+    } catch (refusal) {
+      const holdMs = this.options.holdMs ?? 500;
+      if (holdMs <= 0) throw refusal;
+      return this.hold(now + holdMs);
     }
+  }
+
+  private async hold(until: number): Promise<void> {
+    for (;;) {
+      const wait = Math.min(this.refreshMs, until - Date.now());
+      if (wait <= 0) throw this.refusal();
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      // One reading at a time, shared by every request held.
+      await (this.reading ?? (Date.now() - this.readAt >= this.refreshMs ? this.refresh() : undefined));
+      if (this.waitMs <= this.options.maxQueueWaitMs) return;
+    }
+  }
+
+  private refusal(): UnavailableError {
+    return new UnavailableError(
+      `ingestion is behind (queued events wait ${(this.waitMs / 1000).toFixed(1)} s to be stored, more than ${this.options.maxQueueWaitMs / 1000} s); retry after 1 s`,
+      1,
+    );
   }
 
   /** Reads the workers' reports now (check does so in the background every refreshMs). */
