@@ -499,22 +499,37 @@ async function main(): Promise<void> {
       return lines;
     };
 
+    // Each Beacon phase on a site of its own; the full run takes them all, BENCH_ONLY the named ones.
+    const phaseRunners = {
+      single: async () => {
+        const site = await makeSite("single");
+        return runBeaconPhase("single", `single-event beacon: ${singleLabel}`, "single", single(site), site, CONNECTIONS);
+      },
+      // The latency target is "at that load": single events due at the target rate on a fixed
+      // schedule (open loop), as independent browsers send them, whatever the answers' pace.
+      rate: async () => {
+        const site = await makeSite("rate");
+        return runBeaconPhase("rate", `single-event beacon at ${fmtInt(TARGETS.beaconRps)} req/s (open loop): ${singleLabel}`, "rate", single(site), site, RATE_CONNECTIONS, TARGETS.beaconRps);
+      },
+      track: async () => {
+        const site = await makeSite("track");
+        return runBeaconPhase("track", "TrackEvent over Connect (JSON, HTTP/1.1)", "track", { kind: "track-json", trackingId: site.trackingId, host: site.domain, visitors: 20_000 }, site, CONNECTIONS);
+      },
+      batch: async () => {
+        const site = await makeSite("batch");
+        const scenario: Scenario = haveBatch
+          ? { kind: "batch-http", trackingId: site.trackingId, host: site.domain, size: BATCH_SIZE }
+          : { kind: "batch-connect", trackingId: site.trackingId, host: site.domain, size: BATCH_SIZE };
+        return runBeaconPhase("batch", `batches of ${BATCH_SIZE}: ${haveBatch ? "POST /batch" : "Connect JSON TrackEvents"}`, "batch", scenario, site, BATCH_CONNECTIONS);
+      },
+    };
+
     if (ONLY.length > 0) {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
-      const scenarios: Record<string, () => Promise<PhaseResult>> = {
-        single: async () => { const s = await makeSite("single"); return runBeaconPhase("single", singleLabel, "single", single(s), s, CONNECTIONS); },
-        rate: async () => { const s = await makeSite("rate"); return runBeaconPhase("rate", `${singleLabel} at ${TARGETS.beaconRps}/s`, "rate", single(s), s, RATE_CONNECTIONS, TARGETS.beaconRps); },
-        track: async () => { const s = await makeSite("track"); return runBeaconPhase("track", "TrackEvent", "track", { kind: "track-json", trackingId: s.trackingId, host: s.domain, visitors: 20_000 }, s, CONNECTIONS); },
-        batch: async () => {
-          const s = await makeSite("batch");
-          return runBeaconPhase("batch", `batches of ${BATCH_SIZE}`, "batch", { kind: "batch-http", trackingId: s.trackingId, host: s.domain, size: BATCH_SIZE }, s, BATCH_CONNECTIONS);
-        },
-      };
       const only: PhaseResult[] = [];
       for (const name of ONLY) {
-        const run = scenarios[name];
-        if (!run) throw new Error(`BENCH_ONLY: unknown phase "${name}" (single, rate, track, batch)`);
-        only.push(await run());
+        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (${Object.keys(phaseRunners).join(", ")})`);
+        only.push(await phaseRunners[name as keyof typeof phaseRunners]());
       }
       const lines = only.map((p) => {
         const secs = p.load.windowMs / 1000;
@@ -535,26 +550,17 @@ async function main(): Promise<void> {
     const pgRef: PostgresReference = await measurePostgres(database.url);
 
     const phases: PhaseResult[] = [];
-    const siteA = await makeSite("single");
-    phases.push(await runBeaconPhase("single", `single-event beacon: ${singleLabel}`, "single", single(siteA), siteA, CONNECTIONS));
-    // The latency target is "at that load": single events due at the target rate on a fixed
-    // schedule (open loop), as independent browsers send them, whatever the answers' pace.
-    const siteR = await makeSite("rate");
-    const ratePhase = await runBeaconPhase("rate", `single-event beacon at ${fmtInt(TARGETS.beaconRps)} req/s (open loop): ${singleLabel}`, "rate", single(siteR), siteR, RATE_CONNECTIONS, TARGETS.beaconRps);
+    phases.push(await phaseRunners.single());
+    const ratePhase = await phaseRunners.rate();
     phases.push(ratePhase);
     let trackPhase: PhaseResult | undefined;
     if (haveCollect) {
-      const siteB = await makeSite("track");
-      trackPhase = await runBeaconPhase("track", "TrackEvent over Connect (JSON, HTTP/1.1)", "track", { kind: "track-json", trackingId: siteB.trackingId, host: siteB.domain, visitors: 20_000 }, siteB, CONNECTIONS);
+      trackPhase = await phaseRunners.track();
       phases.push(trackPhase);
     } else {
       trackPhase = phases[0];
     }
-    const siteC = await makeSite("batch");
-    const batchScenario: Scenario = haveBatch
-      ? { kind: "batch-http", trackingId: siteC.trackingId, host: siteC.domain, size: BATCH_SIZE }
-      : { kind: "batch-connect", trackingId: siteC.trackingId, host: siteC.domain, size: BATCH_SIZE };
-    const batchPhase = await runBeaconPhase("batch", `batches of ${BATCH_SIZE}: ${haveBatch ? "POST /batch" : "Connect JSON TrackEvents"}`, "batch", batchScenario, siteC, BATCH_CONNECTIONS);
+    const batchPhase = await phaseRunners.batch();
     phases.push(batchPhase);
 
     // --- Figures
