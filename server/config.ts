@@ -38,7 +38,7 @@ export interface BeaconConfig {
   workerLockMs: number;
   /** Ingest batches a worker process enriches at once. */
   ingestConcurrency: number;
-  /** New events are refused (503, Retry-After) while accepted ones wait longer than this to be stored; 0 = never. */
+  /** New events are held, then refused (503, Retry-After), while one accepted now would wait longer than this to be taken; 0 = never. */
   ingestMaxQueueWaitMs: number;
   /** Read rollups in reports (off: every report computed from raw events). */
   reportRollups: boolean;

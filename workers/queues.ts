@@ -43,9 +43,10 @@ export function ingestQueueWaitKey(prefix: string): string {
 /**
  * Two running totals of events: queued by servers (counted once the batch is in Redis) and taken
  * by workers (counted as a batch's first attempt starts). Their difference is how many events
- * wait; how fast `taken` grows while some wait is how fast the workers drain the queue. Both
- * only ever err towards fewer waiting events (a server that dies between the write and the count,
- * a stalled batch taken twice), and the taken total is caught up whenever the queue drains.
+ * wait; how fast `taken` grows while some wait is how fast the workers drain the queue. They can
+ * drift: fewer events seem to wait after a server dies between the write and the count, or a
+ * stalled batch is taken twice; more after a batch is added again under its own id (a no-op for
+ * BullMQ). Whenever the queue drains, the taken total catches up with the queued one.
  */
 export function ingestEventCountKeys(prefix: string): { queued: string; taken: string } {
   return { queued: `${prefix}:ingest:events-queued`, taken: `${prefix}:ingest:events-taken` };

@@ -114,7 +114,7 @@ describe("backpressure's estimate of the wait", () => {
   async function verdict(backpressure: IngestBackpressure, at: number): Promise<string> {
     await backpressure.refresh(at);
     try {
-      backpressure.check(at);
+      backpressure.admit(at);
       return "accepted";
     } catch (err) {
       return (err as Error).message;
@@ -122,7 +122,7 @@ describe("backpressure's estimate of the wait", () => {
   }
 
   it("refuses as soon as the waiting events outgrow what the workers drain in the bound, not a wait later", async () => {
-    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000, holdMs: 0 });
     // Workers drain 5,000 events/s while 10,000/s arrive; the batches they take had waited 50 ms.
     const verdicts: string[] = [];
     for (let step = 0; step <= 4; step++) {
@@ -135,7 +135,7 @@ describe("backpressure's estimate of the wait", () => {
   });
 
   it("accepts again as soon as the queue has emptied, whatever the last batch taken had waited", async () => {
-    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    const backpressure = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000, holdMs: 0 });
     for (let step = 0; step <= 3; step++) {
       await reading({ queued: 20_000, taken: step * 2000, lastTakenWaitMs: 3000 });
       expect(await verdict(backpressure, 2_000_000 + step * 200)).toContain("ingestion is behind");
@@ -146,7 +146,7 @@ describe("backpressure's estimate of the wait", () => {
   });
 
   it("takes a burst into an idle queue (no drain rate seen yet), and accepts while no worker runs", async () => {
-    const idle = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000 });
+    const idle = new IngestBackpressure(beacon.redis, prefix(), { maxQueueWaitMs: 1000, refreshMs: 1_000_000, holdMs: 0 });
     await reading({ queued: 50_000, taken: 0, lastTakenWaitMs: 0 });
     expect(await verdict(idle, 3_000_000)).toBe("accepted");
     // Until the rate is known, the wait of the last batch taken decides.

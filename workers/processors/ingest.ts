@@ -155,8 +155,8 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
   }
 
   return async (job: Job<IngestBatchJob>): Promise<{ stored: number; duplicates: number; deadLettered: number }> => {
-    // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
     const hits = hitsOf(job.data).sort((a, b) => a.ts - b.ts);
+    // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
     if (job.attemptsMade === 0) reportIngestTaken(deps.redis, deps.prefix, Date.now() - job.timestamp, hits.length);
     const pool = await sqlPool(deps.orm);
     const sites = new Map<string, IngestSite | undefined>();

@@ -53,32 +53,24 @@ export class IngestBackpressure {
     this.refreshMs = options.refreshMs ?? 200;
   }
 
-  /** Throws UnavailableError while the queue is too far behind. Costs no round trip: the reading is refreshed in the background. */
-  check(now = Date.now()): void {
-    if (this.options.maxQueueWaitMs <= 0) return;
-    if (now - this.readAt >= this.refreshMs && !this.reading) void this.refresh(now);
-    if (this.waitMs > this.options.maxQueueWaitMs) throw this.refusal();
-  }
-
   /**
-   * As check, but a request that finds the queue too far behind is held for up to `holdMs`,
-   * re-reading the workers' reports, and admitted as soon as the queue is back within its bound.
-   * Returns undefined when admitted at once (the usual case: no promise to wait for), else a
-   * promise that resolves when admitted or rejects with UnavailableError.
+   * Undefined when new events may be accepted now (the usual case: no promise to wait for).
+   * While the queue is too far behind, a promise: the request is held for up to `holdMs`,
+   * re-reading the workers' reports, and the promise resolves as soon as the queue is back within
+   * its bound, else rejects with UnavailableError (thrown at once when holdMs is 0). Costs no
+   * round trip: the reading is refreshed in the background every refreshMs.
    *
    * Under overload a refusal sends a client away for a whole second (Retry-After has no finer
    * unit), and when several come back together the queue has emptied meanwhile and the workers
    * idle. Held, requests are let in at the pace the workers drain, within the same bound.
    */
   admit(now = Date.now()): Promise<void> | undefined {
-    try {
-      this.check(now);
-      return undefined;
-    } catch (refusal) {
-      const holdMs = this.options.holdMs ?? 500;
-      if (holdMs <= 0) throw refusal;
-      return this.hold(now + holdMs);
-    }
+    if (this.options.maxQueueWaitMs <= 0) return undefined;
+    if (now - this.readAt >= this.refreshMs && !this.reading) void this.refresh(now);
+    if (this.waitMs <= this.options.maxQueueWaitMs) return undefined;
+    const holdMs = this.options.holdMs ?? 500;
+    if (holdMs <= 0) throw this.refusal();
+    return this.hold(now + holdMs);
   }
 
   private async hold(until: number): Promise<void> {
@@ -99,7 +91,7 @@ export class IngestBackpressure {
     );
   }
 
-  /** Reads the workers' reports now (check does so in the background every refreshMs). */
+  /** Reads the workers' reports now (admit does so in the background every refreshMs). */
   refresh(now = Date.now()): Promise<void> {
     this.readAt = now;
     this.reading = this.redis.mget(...this.keys).then(
