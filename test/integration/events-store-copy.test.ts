@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type StoredEvent, storeEventBatches, storeEvents } from "../../server/db/events-store.js";
 import { createMigratedTestOrm, type MigratedTestOrm } from "../support/db.js";
+import { storedEvent } from "../support/stored-event.js";
 
 const SITE = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 const T0 = Date.parse("2026-11-21T09:00:00Z");
@@ -25,13 +26,7 @@ afterAll(async () => {
 
 function event(eventId: string, sessionId: bigint, minute: number, over: Partial<StoredEvent> = {}): StoredEvent {
   const ts = T0 + minute * MINUTE;
-  return {
-    siteId: SITE, ts, eventId, name: "pageview", visitorId: 42n, sessionId, sessionStartedAt: T0,
-    hostname: "shop.example.com", pathname: `/${eventId}`, title: "", referrer: "", referrerSource: "", referrerMedium: "",
-    utmSource: "", utmMedium: "", utmCampaign: "", utmTerm: "", utmContent: "", clickId: "", country: "DE", region: "", city: "",
-    browser: "Firefox", browserVersion: "121.0", os: "Linux", osVersion: "", deviceType: "desktop", screen: "", language: "",
-    classification: 1, props: {}, revenue: null, receivedAt: ts, ...over,
-  };
+  return storedEvent({ siteId: SITE, eventId, ts, receivedAt: ts, sessionId, sessionStartedAt: T0, pathname: `/${eventId}`, ...over });
 }
 
 /** Whether the slow path ever ran on the pool's one connection: it creates the staging table there. */

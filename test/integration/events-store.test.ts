@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type StoredEvent, storeEvents } from "../../server/db/events-store.js";
 import { sqlPool } from "../../server/db/orm.js";
 import { createMigratedTestOrm, type MigratedTestOrm } from "../support/db.js";
+import { storedEvent } from "../support/stored-event.js";
 
 const SITE = "5b7c2d1e-0f3a-4e5b-8c6d-7e8f9a0b1c2d";
 let db: MigratedTestOrm;
@@ -20,13 +21,7 @@ afterAll(() => db?.drop());
 
 function event(eventId: string, over: Partial<StoredEvent> = {}): StoredEvent {
   const ts = Date.parse("2026-11-20T10:00:00.123Z");
-  return {
-    siteId: SITE, ts, eventId, name: "pageview", visitorId: 4_611_686_018_427_387_905n, sessionId: 17n, sessionStartedAt: ts,
-    hostname: "shop.example.com", pathname: "/", title: "", referrer: "", referrerSource: "", referrerMedium: "",
-    utmSource: "", utmMedium: "", utmCampaign: "", utmTerm: "", utmContent: "", clickId: "", country: "DE", region: "", city: "",
-    browser: "Firefox", browserVersion: "121.0", os: "Linux", osVersion: "", deviceType: "desktop", screen: "", language: "",
-    classification: 1, props: {}, revenue: null, receivedAt: ts, ...over,
-  };
+  return storedEvent({ siteId: SITE, eventId, ts, sessionStartedAt: ts, receivedAt: ts, visitorId: 4_611_686_018_427_387_905n, sessionId: 17n, ...over });
 }
 
 describe("storeEvents", () => {
