@@ -177,8 +177,7 @@ export class Acceptor {
     const perVisitor = new Map<string, { events: number; custom: number }>();
     let custom = 0;
     for (const hit of hits) {
-      const identity = hit.userId || hit.clientId;
-      const who = String(identity ? hasher.clientVisitorId(site.id, identity) : hasher.visitorId(site.id, hit.ip, hit.userAgent, day));
+      const who = hasher.visitorKey(site.id, hit.userId || hit.clientId, hit.ip, hit.userAgent, day);
       let counts = perVisitor.get(who);
       if (!counts) perVisitor.set(who, (counts = { events: 0, custom: 0 }));
       counts.events++;

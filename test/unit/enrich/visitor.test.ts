@@ -69,6 +69,31 @@ describe("visitor hasher", () => {
     expect(remembering.visitorIdsAround("site-1", ips[1], UA, new Date("2024-03-02T00:00:00Z")).yesterday).toBe(first[1]);
   });
 
+  it("gives rate-limit keys that group exactly as visitor ids do", () => {
+    const key = (identity: string, ip: string, ua: string, day: string, site = "site-1", h = hasher) => h.visitorKey(site, identity, ip, ua, day);
+    const base = key("", "203.0.113.7", UA, "2024-03-01");
+    expect(createVisitorHasher("test-secret").visitorKey("site-1", "", "203.0.113.7", UA, "2024-03-01")).toBe(base);
+    expect(base).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    // Anything that makes another visitor id makes another key.
+    for (const other of [
+      key("", "203.0.113.7", UA, "2024-03-02"),
+      key("", "203.0.113.7", UA, "2024-03-01", "site-2"),
+      key("", "203.0.113.8", UA, "2024-03-01"),
+      key("", "203.0.113.7", UA + " x", "2024-03-01"),
+      key("", "1.2.3.", "45" + UA, "2024-03-01"),
+      key("", "203.0.113.7", UA, "2024-03-01", "site-1", createVisitorHasher("other")),
+    ]) expect(other).not.toBe(base);
+    expect(key("", "1.2.3.4", "5", "2024-03-01")).not.toBe(key("", "1.2.3.", "45", "2024-03-01"));
+    // A client id is the visitor whatever the IP, agent or day, and is never confused with an IP visitor.
+    const client = key("client-abc", "203.0.113.7", UA, "2024-03-01");
+    expect(key("client-abc", "198.51.100.1", "curl/8", "2024-03-02")).toBe(client);
+    expect(key("client-abd", "203.0.113.7", UA, "2024-03-01")).not.toBe(client);
+    expect(key("client-abc", "203.0.113.7", UA, "2024-03-01", "site-2")).not.toBe(client);
+    expect(client).not.toBe(base);
+    // The key does not show what it was made of.
+    expect(base).not.toContain("203");
+  });
+
   it("rejects an empty secret", () => {
     expect(() => createVisitorHasher("")).toThrow();
   });
