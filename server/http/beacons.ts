@@ -417,11 +417,12 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
     ["/api/event", event003],
     ["/api/v1/traffic", traffic],
   ]);
+  const allowOf = new Map([...routes.values()].map((route) => [route, [...route.methods, "OPTIONS"].join(", ")]));
 
   // ---- dispatch ------------------------------------------------------------------------------
 
   async function serve(route: Route, req: BeaconRequest, call: Call): Promise<Answer> {
-    const allow = [...route.methods, "OPTIONS"].join(", ");
+    const allow = allowOf.get(route)!;
     if (call.method === "OPTIONS") return { status: 204, headers: { Allow: allow } };
     if (!route.methods.includes(call.method)) {
       return { status: 405, headers: { Allow: allow }, json: { error: "method_not_allowed", message: `${call.method} is not allowed here; use ${route.methods.join(" or ")}` } };
@@ -455,27 +456,29 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
 
   function write(req: BeaconRequest, res: BeaconResponse, answer: Answer, cookies: string[], startedAt: number): void {
     try {
-      res.statusCode = answer.status;
-      res.setHeader("Cache-Control", "no-store");
-      if (cookies.length > 0) res.setHeader("Set-Cookie", cookies);
-      for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
+      // Headers set by earlier layers (CORS) stay; ours go in one writeHead.
+      const headers: Record<string, string | string[] | number> = { "Cache-Control": "no-store" };
+      if (cookies.length > 0) headers["Set-Cookie"] = cookies;
+      if (answer.headers) Object.assign(headers, answer.headers);
+      let body: string | Buffer | undefined;
       if (answer.gif) {
-        res.setHeader("Content-Type", "image/gif");
-        res.setHeader("Content-Length", PIXEL_GIF.length);
-        res.end(PIXEL_GIF);
+        headers["Content-Type"] = "image/gif";
+        body = PIXEL_GIF;
       } else if (answer.json !== undefined) {
-        const text = JSON.stringify(answer.json);
-        res.setHeader("Content-Type", "application/json; charset=utf-8");
-        res.setHeader("Content-Length", Buffer.byteLength(text));
-        res.end(text);
-      } else {
-        res.end();
+        headers["Content-Type"] = "application/json; charset=utf-8";
+        body = JSON.stringify(answer.json);
       }
+      if (body !== undefined) headers["Content-Length"] = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+      (res as ServerResponse).writeHead(answer.status, headers);
+      if (body === undefined) res.end();
+      else res.end(body);
     } catch (error) {
       // The client went away mid-answer; nothing is left to tell it.
       logger.debug("beacon answer not written", { err: error instanceof Error ? error.message : String(error) });
     }
-    logHttpRequest(logger, { method: req.method ?? "", path: (req.url ?? "").split("?", 1)[0], status: answer.status, durationMs: performance.now() - startedAt });
+    if (logger.enabled(answer.status >= 500 ? "error" : "info")) {
+      logHttpRequest(logger, { method: req.method ?? "", path: (req.url ?? "").split("?", 1)[0], status: answer.status, durationMs: performance.now() - startedAt });
+    }
   }
 
   return (req, res) => {

@@ -21,38 +21,54 @@ export class RequestAbortedError extends Error {
 export function readBody(req: IncomingMessage | Http2ServerRequest, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > maxBytes) return Promise.reject(new PayloadTooLargeError(maxBytes));
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const settle = (error: Error | undefined) => {
-      if (settled) return;
-      settled = true;
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-      if (error) reject(error);
-      else resolve(Buffer.concat(chunks, size));
-    };
-    const onData = (chunk: Buffer | string) => {
-      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-      size += bytes.length;
-      if (size > maxBytes) {
-        req.pause();
-        chunks.length = 0;
-        settle(new PayloadTooLargeError(maxBytes));
-        return;
-      }
-      chunks.push(bytes);
-    };
-    const onEnd = () => settle(undefined);
-    const onError = () => settle(new RequestAbortedError());
-    // 'close' before 'end' means the body never completed.
-    const onClose = () => settle(new RequestAbortedError());
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
+  return new Promise<Buffer>((resolve, reject) => new BodyReader(req, maxBytes, resolve, reject));
+}
+
+// One object per request with its listeners bound once: a beacon request is tiny, and a closure
+// per listener (each named, under tsx) cost more than reading the body itself.
+class BodyReader {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private settled = false;
+  private readonly onData = this.data.bind(this);
+  private readonly onEnd = this.settle.bind(this, undefined);
+  private readonly onError = this.settle.bind(this, "aborted");
+  // 'close' before 'end' means the body never completed.
+  private readonly onClose = this.settle.bind(this, "aborted");
+
+  constructor(
+    private readonly req: IncomingMessage | Http2ServerRequest,
+    private readonly maxBytes: number,
+    private readonly resolve: (body: Buffer) => void,
+    private readonly reject: (error: Error) => void,
+  ) {
+    req.on("data", this.onData);
+    req.on("end", this.onEnd);
+    req.on("error", this.onError);
+    req.on("close", this.onClose);
+  }
+
+  private data(chunk: Buffer | string): void {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    this.size += bytes.length;
+    if (this.size > this.maxBytes) {
+      this.req.pause();
+      this.chunks.length = 0;
+      this.settle("too-large");
+      return;
+    }
+    this.chunks.push(bytes);
+  }
+
+  private settle(outcome: "aborted" | "too-large" | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.req.off("data", this.onData);
+    this.req.off("end", this.onEnd);
+    this.req.off("error", this.onError);
+    this.req.off("close", this.onClose);
+    if (outcome === "too-large") this.reject(new PayloadTooLargeError(this.maxBytes));
+    else if (outcome === "aborted") this.reject(new RequestAbortedError());
+    else this.resolve(this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size));
+  }
 }
