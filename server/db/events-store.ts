@@ -3,7 +3,7 @@
 // Node a fraction of what 32 parameter arrays through unnest did (array literals built and
 // escaped element by element, then parsed again). Events are deduplicated by (site_id, ts,
 // event_id); only the events actually inserted update their sessions (one multi-row upsert
-// through unnest), so a retried batch changes nothing twice.
+// from a JSON array of rows), so a retried batch changes nothing twice.
 // Two paths, because duplicates are rare (retried jobs, client resends) and finding them costs
 // Postgres several times what storing the rows does: the fast path COPYs the batch straight into
 // `events`, and if that succeeds every event was new. Only when it fails with a unique violation
@@ -162,9 +162,12 @@ const SESSION_COLUMNS = [
   ["browser", "text"], ["os", "text"], ["device_type", "text"], ["classification", "int2"],
 ] as const;
 
+// The rows travel as one JSON array of objects: Postgres parses that faster than 25 array
+// literals, and JSON.stringify builds it faster than pg escapes each array element (together
+// about a fifth of the upsert's cost, measured at 117 sessions per statement).
 const UPSERT_SESSIONS_SQL = `insert into sessions (${SESSION_COLUMNS.map(([c]) => c).join(", ")}, is_bounce, duration_seconds)
 select t.*, t.pageviews <= 1 and t.events <= 1, extract(epoch from t.ended_at - t.started_at)::int
-from unnest(${SESSION_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")}) as t(${SESSION_COLUMNS.map(([c]) => c).join(", ")})
+from json_to_recordset($1::json) as t(${SESSION_COLUMNS.map(([c, type]) => `${c} ${type}`).join(", ")})
 on conflict (site_id, started_at, session_id) do update set
   exit_page = case when excluded.exit_at is not null and (sessions.exit_at is null or excluded.exit_at >= sessions.exit_at) then excluded.exit_page else sessions.exit_page end,
   exit_at = greatest(sessions.exit_at, excluded.exit_at),
@@ -232,10 +235,26 @@ function sessionDeltas(events: StoredEvent[]): SessionDelta[] {
   return [...bySession.values()];
 }
 
-function columnsOf<T>(rows: T[], getters: ((row: T) => unknown)[]): unknown[][] {
-  const columns = getters.map(() => new Array<unknown>(rows.length));
-  rows.forEach((row, r) => getters.forEach((get, c) => (columns[c][r] = get(row))));
-  return columns;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The upsert's rows: keys as SESSION_COLUMNS names them; int8 ids as strings, times as ISO text. */
+function sessionsJson(deltas: SessionDelta[]): string {
+  const rows = deltas.map((d) => ({
+    site_id: d.siteId, session_id: d.sessionId.toString(), visitor_id: d.visitorId.toString(), started_at: iso(d.startedAt), ended_at: iso(d.endedAt),
+    entry_page: d.entryPage, entry_at: d.entryTs === Infinity ? null : iso(d.entryTs), exit_page: d.exitPage, exit_at: d.exitTs === -Infinity ? null : iso(d.exitTs),
+    pageviews: d.pageviews, events: d.events,
+    referrer_source: d.first.referrerSource, referrer_medium: d.first.referrerMedium, utm_source: d.first.utmSource, utm_medium: d.first.utmMedium, utm_campaign: d.first.utmCampaign,
+    utm_term: d.first.utmTerm, utm_content: d.first.utmContent, country: d.first.country, region: d.first.region, city: d.first.city,
+    browser: d.first.browser, os: d.first.os, device_type: d.first.deviceType, classification: d.first.classification,
+  }));
+  const json = JSON.stringify(rows);
+  // JSON.stringify writes a lone UTF-16 surrogate as a \uD8xx escape, which Postgres refuses to
+  // turn into text; COPY and array parameters get U+FFFD for it instead. Do the same (rarely needed:
+  // a legitimate pair is written as itself, so "\\ud" shows up only for lone ones or a literal
+  // backslash in a value).
+  if (!/\\u[dD][89a-fA-F]/.test(json)) return json;
+  return JSON.stringify(rows, (_key, value: unknown) => (typeof value === "string" ? value.replace(LONE_SURROGATE, "\ufffd") : value));
 }
 
 const DAY_MS = 86_400_000;
@@ -288,15 +307,7 @@ async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<Stor
     }
     const deltas = sessionDeltas(newEvents);
     if (deltas.length > 0) {
-      await client.query({ name: "beacon-upsert-sessions", text: UPSERT_SESSIONS_SQL, values: columnsOf(deltas, [
-        (d) => d.siteId, (d) => d.sessionId.toString(), (d) => d.visitorId.toString(), (d) => new Date(d.startedAt).toISOString(), (d) => new Date(d.endedAt).toISOString(),
-        (d) => d.entryPage, (d) => (d.entryTs === Infinity ? null : new Date(d.entryTs).toISOString()),
-        (d) => d.exitPage, (d) => (d.exitTs === -Infinity ? null : new Date(d.exitTs).toISOString()),
-        (d) => d.pageviews, (d) => d.events,
-        (d) => d.first.referrerSource, (d) => d.first.referrerMedium, (d) => d.first.utmSource, (d) => d.first.utmMedium, (d) => d.first.utmCampaign,
-        (d) => d.first.utmTerm, (d) => d.first.utmContent, (d) => d.first.country, (d) => d.first.region, (d) => d.first.city,
-        (d) => d.first.browser, (d) => d.first.os, (d) => d.first.deviceType, (d) => d.first.classification,
-      ]) });
+      await client.query({ name: "beacon-upsert-sessions", text: UPSERT_SESSIONS_SQL, values: [sessionsJson(deltas)] });
     }
     // An event changes its own hour's rollup and, through its session, the session's start hour.
     // Hours that ended less than the rollup grace period ago cannot have been rolled yet (nor be

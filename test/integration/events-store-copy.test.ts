@@ -108,4 +108,13 @@ describe("storeEvents' fast and slow paths", () => {
     expect(await storeEvents(pool, [event("g1", 8n, 0)])).toBe(1);
     expect(await session(8n)).toEqual({ pageviews: 1, events: 1, entry_page: "/g1", exit_page: "/g1" });
   });
+
+  it("stores session rows whatever their text holds: quotes, backslashes, other scripts, and a lone surrogate as U+FFFD", async () => {
+    const odd = `/q"uote\\back\\ud800slash/日本語/🙂`;
+    const batch = [event("h1", 9n, 0, { pathname: odd, country: 'C"' }), event("h2", 9n, 1, { pathname: "/lone\ud800x" })];
+    expect(await storeEvents(pool, batch)).toBe(2);
+    expect(await session(9n)).toEqual({ pageviews: 2, events: 2, entry_page: odd, exit_page: "/lone\ufffdx" });
+    const { rows } = await pool.query("select country from sessions where site_id = $1 and session_id = 9", [SITE]);
+    expect(rows[0].country).toBe('C"');
+  });
 });
