@@ -330,8 +330,12 @@ async function main(): Promise<void> {
         interceptors: [(next) => (req) => { req.header.set("Authorization", `Bearer ${boot.adminKey}`); return next(req); }],
       }),
     );
+    const madeSites = new Map<string, number>();
     const makeSite = async (label: string) => {
-      const domain = `${label}.bench.example.com`;
+      // A phase run again (BENCH_ONLY=single,single) gets a site of its own.
+      const made = (madeSites.get(label) ?? 0) + 1;
+      madeSites.set(label, made);
+      const domain = `${label}${made > 1 ? made : ""}.bench.example.com`;
       const { site } = await management.createSite({ domain, name: `Bench ${label}` });
       if (!site) throw new Error("CreateSite returned no site");
       return { id: site.id, trackingId: site.trackingId, domain };
@@ -527,8 +531,15 @@ async function main(): Promise<void> {
     if (ONLY.length > 0) {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const only: PhaseResult[] = [];
+      const refLines: string[] = [];
       for (const name of ONLY) {
-        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (${Object.keys(phaseRunners).join(", ")})`);
+        if (name === "bare") {
+          // This machine's yardstick: the bare node:http server, as in the full run.
+          const bare = await runReference("http", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/");
+          refLines.push(`bare node:http: ${fmtInt(bare.result.okInWindow / (bare.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(bare.result.latency.p50)}/${fmtMs(bare.result.latency.p99)} ms`);
+          continue;
+        }
+        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, ${Object.keys(phaseRunners).join(", ")})`);
         only.push(await phaseRunners[name as keyof typeof phaseRunners]());
       }
       const lines = only.map((p) => {
@@ -537,7 +548,7 @@ async function main(): Promise<void> {
         return `${p.name}: ${fmtInt(p.load.okInWindow / secs)} req/s, ${fmtInt(p.load.eventsInWindow / secs)} events/s accepted, ${fmtInt(endToEnd)} events/s end to end; latency p50/p99 ${fmtMs(p.load.latency.p50)}/${fmtMs(p.load.latency.p99)} ms; lag p50/p95 ${fmtMs(p.lag!.p50)}/${fmtMs(p.lag!.p95)} ms (${p.lag!.seen}/${p.lag!.accepted}); statuses ${JSON.stringify(p.load.statuses)}; queue peak ${p.maxQueueWaiting}; ${cpuLine(p.cpu)}`;
       });
       const profiles = only.flatMap((p) => (p.profiles ?? []).map((prof) => `${p.name} ${prof.role}: ${prof.summary.topSelf.slice(0, 10).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join("; ")}`));
-      process.stdout.write([...lines, table(costHeader, only.map(costRow)), ...traceLines(only), ...profiles].join("\n") + "\n");
+      process.stdout.write([...refLines, ...lines, table(costHeader, only.map(costRow)), ...traceLines(only), ...profiles].join("\n") + "\n");
       return;
     }
 
@@ -789,7 +800,7 @@ async function main(): Promise<void> {
         "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
         "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
         "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
-        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_NO_DOC=1, BENCH_ONLY=single,rate,track,batch (just those phases, no references; figures printed, nothing written).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_NO_DOC=1, BENCH_ONLY=bare,single,rate,track,batch (just those phases, `bare` the bare node:http reference; figures printed, nothing written).",
         "",
       ].join("\n");
       writeDocSection("Ingestion", section);
