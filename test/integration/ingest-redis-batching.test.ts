@@ -71,6 +71,43 @@ describe("RateLimiter", () => {
     expect(await redis.mget(`${prefix}:rl:s:costs:${window}`, `${prefix}:rl:v:x:${window}`, `${prefix}:rl:v:y:${window}`)).toEqual(["700", "400", "300"]);
   });
 
+  it("keeps a group's counters as fields of one hash per window, expiring once, each visitor apart", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    const window = Math.floor(now / 60_000);
+    const visitor = (key: string, cost: number) => [{ key: "s:grouped", limit: 1_000, windowMs: 1_000, cost }, { group: "v:g", key, limit: 5, windowMs: 60_000, cost }];
+    const [a, b, a2, a3] = await Promise.all([
+      limiter.admit(visitor("anna", 3), 3, now),
+      limiter.admit(visitor("ben", 5), 5, now),
+      limiter.admit(visitor("anna", 2), 2, now),
+      // Anna is at her limit of 5: refused, and the site's limit is not charged for it either.
+      limiter.admit(visitor("anna", 1), 1, now),
+    ]);
+    expect([a.allowed, b.allowed, a2.allowed, a3.allowed]).toEqual([true, true, true, false]);
+    const hash = `${prefix}:rl:v:g:${window}`;
+    expect(await redis.hgetall(hash)).toEqual({ anna: "5", ben: "5" });
+    expect(await redis.exists(`${prefix}:rl:v:g:anna:${window}`)).toBe(0);
+    expect(Number(await redis.get(`${prefix}:rl:s:grouped:${Math.floor(now / 1_000)}`))).toBe(10);
+    // The hash lives for two windows from its creation; later calls leave its expiry alone.
+    const ttl = await redis.pttl(hash);
+    expect(ttl).toBeGreaterThan(100_000);
+    expect(ttl).toBeLessThanOrEqual(120_000);
+    await redis.pexpire(hash, 90_000);
+    expect((await limiter.admit([{ group: "v:g", key: "cleo", limit: 5, windowMs: 60_000 }], 1, now)).allowed).toBe(true);
+    expect(await redis.pttl(hash)).toBeLessThanOrEqual(90_000);
+  });
+
+  it("weighs a group field's previous window as the sliding window overlaps it", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const start = (Math.floor(Date.now() / 60_000) + 1) * 60_000;
+    // 10 of 10 in one window; a quarter into the next, three quarters of those still count: 2 more fit, not 3.
+    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 10, start + 59_000)).allowed).toBe(true);
+    const later = start + 60_000 + 15_000;
+    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 3, later)).allowed).toBe(false);
+    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 2, later)).allowed).toBe(true);
+    expect((await limiter.admit([{ group: "v:slide", key: "eve", limit: 10, windowMs: 60_000 }], 10, later)).allowed).toBe(true);
+  });
+
   it("sends one script call for a turn's checks, and many calls' worth in slices", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const calls: number[] = [];

@@ -188,14 +188,14 @@ export class Acceptor {
     }
     const limits: RateLimit[] = [{ key: `s:${site.id}`, limit: site.settings.eventsPerSitePerSecond, windowMs: 1_000, cost: hits.length }];
     for (const [who, counts] of perVisitor) {
-      limits.push({ key: `v:${site.id}:${who}`, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000, cost: counts.events });
+      limits.push({ group: `v:${site.id}`, key: who, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000, cost: counts.events });
     }
     const checks: Promise<void>[] = [this.admit(limits, hits.length, ctx.receivedAt, "too many events")];
     if (custom > 0 && site.settings.customEventsPerSessionPerMinute > 0) {
       // 003 limits custom events per session; a visit is the visitor's events within the timeout.
       const customLimits: RateLimit[] = [];
       for (const [who, counts] of perVisitor) {
-        if (counts.custom > 0) customLimits.push({ key: `c:${site.id}:${who}`, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000, cost: counts.custom });
+        if (counts.custom > 0) customLimits.push({ group: `c:${site.id}`, key: who, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000, cost: counts.custom });
       }
       checks.push(this.admit(customLimits, custom, ctx.receivedAt, "too many custom events for this session"));
     }

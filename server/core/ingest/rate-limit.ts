@@ -1,7 +1,8 @@
 // Sliding-window rate limits in Redis, shared by every server process. Each limit keeps two
 // fixed-window counters and weighs the previous one by how much of it still overlaps the
-// sliding window (Cloudflare's approximation): two small keys per limit, and exact for bursts
-// inside one window, which is what 003's "10 per minute" needs.
+// sliding window (Cloudflare's approximation): two small counters per limit (keys of their own,
+// or fields of their group's hash), and exact for bursts inside one window, which is what 003's
+// "10 per minute" needs.
 //
 // Checks are batched: every admit() made during one turn of the event loop (the requests one
 // poll of the sockets delivered) goes to Redis in one script call, evaluated in call order, so
@@ -9,8 +10,14 @@
 import type { Redis } from "ioredis";
 
 export interface RateLimit {
-  /** Stable name of what is limited, e.g. `visitor:<site>:<visitor>`. */
+  /** Stable name of what is limited, e.g. `s:<site>`, or a visitor's key within its group. */
   key: string;
+  /**
+   * Limits of one group (a site's visitors, say) keep their counters as fields of one Redis hash
+   * per window, named by the group: one key and one expiry for all of them, where a key per
+   * visitor per window cost Redis a key created, expired and deleted for each. Unset: a key of its own.
+   */
+  group?: string;
   limit: number;
   windowMs: number;
   /** What this check charges this limit; the check's cost when unset. */
@@ -19,50 +26,69 @@ export interface RateLimit {
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterMs: number };
 
-// KEYS: every counter the call touches, each once. ARGV: per check: its number of limits, then
-// per limit: the KEYS indexes of its current and previous window's counters, limit, windowMs,
-// elapsed ms of the current window, cost. Returns per check 0 when every limit admits its cost
-// more (and counts them), else ms until retry. Each counter is read once and written once per
-// call however many checks share it (a site's limit is in every check of a busy moment).
+// KEYS: every counter key or hash the call touches, each once. ARGV[1]: the call's checks as one
+// JSON array (one argument, not ~13 per request: encoding each argument was most of the call's
+// cost in ioredis). Each check is a flat array, per limit: KEYS index of the current and of the
+// previous window's key, hash field ('' for a key of its own), limit, windowMs, elapsed ms of the
+// current window, cost. Returns per check 0 when every limit admits its cost more (and counts
+// them), else ms until retry. Each counter is read once and written once per call however many
+// checks share it (a site's limit is in every check of a busy moment).
 const SCRIPT = `
-local value, added, ttl = {}, {}, {}
-local function get(k)
-  local v = value[k]
+local checks = cjson.decode(ARGV[1])
+local value, added, where = {}, {}, {}
+local function get(k, f)
+  local id = k
+  if f ~= '' then id = k .. '/' .. f end
+  local v = value[id]
   if v == nil then
-    v = tonumber(redis.call('GET', KEYS[k]) or '0')
-    value[k] = v
+    if f == '' then v = redis.call('GET', KEYS[k]) else v = redis.call('HGET', KEYS[k], f) end
+    v = tonumber(v or '0')
+    value[id] = v
   end
-  return v
+  return v, id
 end
 local out = {}
-local a = 1
-while a <= #ARGV do
-  local n = tonumber(ARGV[a])
+for c = 1, #checks do
+  local check = checks[c]
   local wait = 0
-  for i = 0, n - 1 do
-    local b = a + 1 + i * 6
-    local window, elapsed = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-    local estimate = get(tonumber(ARGV[b + 1])) * (window - elapsed) / window + get(tonumber(ARGV[b]))
-    if estimate + tonumber(ARGV[b + 5]) > tonumber(ARGV[b + 2]) then
+  for b = 1, #check, 7 do
+    local f, window, elapsed = check[b + 2], check[b + 4], check[b + 5]
+    local estimate = get(check[b + 1], f) * (window - elapsed) / window + get(check[b], f)
+    if estimate + check[b + 6] > check[b + 3] then
       wait = math.max(1, window - elapsed)
       break
     end
   end
   if wait == 0 then
-    for i = 0, n - 1 do
-      local b = a + 1 + i * 6
-      local k, cost = tonumber(ARGV[b]), tonumber(ARGV[b + 5])
-      value[k] = get(k) + cost
-      added[k] = (added[k] or 0) + cost
-      ttl[k] = tonumber(ARGV[b + 3]) * 2
+    for b = 1, #check, 7 do
+      local k, f, cost = check[b], check[b + 2], check[b + 6]
+      local v, id = get(k, f)
+      value[id] = v + cost
+      local before = added[id]
+      if before == nil then
+        added[id] = cost
+        where[#where + 1] = { id, k, f, check[b + 4] * 2 }
+      else
+        added[id] = before + cost
+      end
     end
   end
-  out[#out + 1] = wait
-  a = a + 1 + n * 6
+  out[c] = wait
 end
-for k, cost in pairs(added) do
+local expiring = {}
+for i = 1, #where do
+  local id, k, f, ttl = where[i][1], where[i][2], where[i][3], where[i][4]
+  local cost = added[id]
   -- A counter belongs to one window: its expiry is set once, when it is created.
-  if redis.call('INCRBY', KEYS[k], cost) == cost then redis.call('PEXPIRE', KEYS[k], ttl[k]) end
+  if f == '' then
+    if redis.call('INCRBY', KEYS[k], cost) == cost then redis.call('PEXPIRE', KEYS[k], ttl) end
+  else
+    redis.call('HINCRBY', KEYS[k], f, cost)
+    if not expiring[k] then
+      expiring[k] = true
+      if redis.call('PTTL', KEYS[k]) == -1 then redis.call('PEXPIRE', KEYS[k], ttl) end
+    end
+  end
 end
 return out
 `;
@@ -71,6 +97,8 @@ return out
 interface Counter {
   current: string;
   previous: string;
+  /** The hash field, '' for a counter with a key of its own. */
+  field: string;
   limit: number;
   windowMs: number;
   /** How far into the current window `now` is, ms. */
@@ -86,7 +114,7 @@ interface Pending {
 
 const MAX_CHECKS_PER_CALL = 1000;
 
-type ScriptRedis = { beaconRateLimits(n: number, ...a: (string | number)[]): Promise<number[]> };
+type ScriptRedis = { beaconRateLimits(n: number, ...a: string[]): Promise<number[]> };
 
 export class RateLimiter {
   private pending: Pending[] = [];
@@ -101,13 +129,15 @@ export class RateLimiter {
    * many ms to wait. Limits of 0 are off.
    */
   admit(limits: RateLimit[], cost: number, now = Date.now()): Promise<RateVerdict> {
-    const active = limits.filter((l) => l.limit > 0 && (l.cost ?? cost) > 0);
-    if (active.length === 0) return Promise.resolve({ allowed: true });
-    const counters: Counter[] = active.map((limit) => {
+    const counters: Counter[] = [];
+    for (const limit of limits) {
+      const charged = limit.cost ?? cost;
+      if (limit.limit <= 0 || charged <= 0) continue;
       const index = Math.floor(now / limit.windowMs);
-      const name = `${this.prefix}:rl:${limit.key}:`;
-      return { current: name + index, previous: name + (index - 1), limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: limit.cost ?? cost };
-    });
+      const name = limit.group === undefined ? `${this.prefix}:rl:${limit.key}:` : `${this.prefix}:rl:${limit.group}:`;
+      counters.push({ current: name + index, previous: name + (index - 1), field: limit.group === undefined ? "" : limit.key, limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: charged });
+    }
+    if (counters.length === 0) return Promise.resolve({ allowed: true });
     return new Promise<RateVerdict>((resolve, reject) => {
       this.pending.push({ counters, resolve, reject });
       if (!this.scheduled) {
@@ -121,7 +151,7 @@ export class RateLimiter {
     this.scheduled = false;
     const pending = this.pending;
     this.pending = [];
-    // Slices keep one call's arguments well inside what a function call and Lua's unpack take.
+    // Slices keep one script call short: Redis runs nothing else meanwhile.
     for (let i = 0; i < pending.length; i += MAX_CHECKS_PER_CALL) this.send(pending.slice(i, i + MAX_CHECKS_PER_CALL));
   }
 
@@ -136,12 +166,13 @@ export class RateLimiter {
       }
       return i;
     };
-    const args: number[] = [];
+    const checks: (string | number)[][] = [];
     for (const p of batch) {
-      args.push(p.counters.length);
-      for (const c of p.counters) args.push(slot(c.current), slot(c.previous), c.limit, c.windowMs, c.elapsed, c.cost);
+      const check: (string | number)[] = [];
+      for (const c of p.counters) check.push(slot(c.current), slot(c.previous), c.field, c.limit, c.windowMs, c.elapsed, c.cost);
+      checks.push(check);
     }
-    (this.redis as unknown as ScriptRedis).beaconRateLimits(keys.length, ...keys, ...args).then(
+    (this.redis as unknown as ScriptRedis).beaconRateLimits(keys.length, ...keys, JSON.stringify(checks)).then(
       (waits) => batch.forEach((p, i) => {
         const wait = Number(waits[i]);
         p.resolve(wait === 0 ? { allowed: true } : { allowed: false, retryAfterMs: wait });

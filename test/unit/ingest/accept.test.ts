@@ -65,7 +65,7 @@ function harness(verdict: (limits: RateLimit[], cost: number) => boolean = () =>
     buffer: { add: async (hits: RawHit[]) => void queued.push(hits) } as unknown as IngestBuffer,
     rateLimiter: {
       admit: async (limits: RateLimit[], cost: number) => {
-        charged.push(limits.map((l) => `${l.key.split(":")[0]}=${l.cost ?? cost}`));
+        charged.push(limits.map((l) => `${(l.group ?? l.key).split(":")[0]}=${l.cost ?? cost}`));
         return verdict(limits, cost) ? { allowed: true } : { allowed: false, retryAfterMs: 42_500 };
       },
     } as unknown as RateLimiter,
@@ -120,7 +120,7 @@ describe("Acceptor", () => {
   });
 
   it("refuses the whole request, queuing nothing, when a limit says no", async () => {
-    const { acceptor, queued } = harness((limits) => !limits.some((l) => l.key.startsWith("c:")));
+    const { acceptor, queued } = harness((limits) => !limits.some((l) => l.group?.startsWith("c:")));
     const refused = acceptor.accept(site({ customEventsPerSessionPerMinute: 10 }), [event({ name: "click" })], context());
     await expect(refused).rejects.toBeInstanceOf(RateLimitedError);
     await expect(refused).rejects.toMatchObject({ retryAfterSeconds: 43 });
