@@ -22,7 +22,8 @@ import { createErrorInterceptor } from "./interceptors/errors.js";
 import { createLoggingInterceptor, logHttpRequest } from "./interceptors/logging.js";
 import type { Logger } from "./logger.js";
 import { RedisUsage } from "./core/usage.js";
-import { Acceptor } from "./core/ingest/accept.js";
+import { Acceptor, type LimitedRequest, rateLimitGate } from "./core/ingest/accept.js";
+import type { RawHit } from "./core/ingest/hit.js";
 import { IngestBuffer } from "./core/ingest/buffer.js";
 import { IngestBackpressure } from "./core/ingest/backpressure.js";
 import { RateLimiter } from "./core/ingest/rate-limit.js";
@@ -86,12 +87,12 @@ export function build(deps: AppDeps): App {
   const sites = new SiteDirectory(orm);
   const engine = new ReportEngine(() => sqlPool(orm), { rollups: config.reportRollups });
   const realtime = new RealtimeState(redis, config.redisPrefix);
-  const buffer = new IngestBuffer((hits) => deps.producer.write(hits));
+  // Rate limits are checked as the buffer flushes, for all of the flush's requests in one call.
+  const buffer = new IngestBuffer<RawHit, LimitedRequest>((hits) => deps.producer.write(hits), undefined, rateLimitGate(new RateLimiter(redis, config.redisPrefix)));
   const acceptor = new Acceptor({
     redis,
     prefix: config.redisPrefix,
     buffer,
-    rateLimiter: new RateLimiter(redis, config.redisPrefix),
     hasher: deps.hasher,
     usage,
     backpressure: new IngestBackpressure(redis, config.redisPrefix, { maxQueueWaitMs: config.ingestMaxQueueWaitMs }),

@@ -61,7 +61,7 @@ export function installTracing(): void {
   installed = true;
   wrap(Acceptor.prototype, "accept", "server: Acceptor.accept (whole accept step)");
   wrap(Acceptor.prototype, "validate", "server: Acceptor.validate (sync)");
-  wrap(RateLimiter.prototype, "admit", "server: RateLimiter.admit (Redis script)");
+  wrap(RateLimiter.prototype, "check", "server: RateLimiter.check (Redis script, one per buffer flush)");
   wrap(Acceptor.prototype, "pinDuplicateTimes", "server: Acceptor.pinDuplicateTimes (Redis)");
   wrap(IngestBuffer.prototype, "add", "server: IngestBuffer.add (wait until durable)");
   wrap(RedisUsage.prototype, "addEvents", "server: RedisUsage.addEvents (not awaited)");

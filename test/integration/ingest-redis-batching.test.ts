@@ -108,6 +108,29 @@ describe("RateLimiter", () => {
     expect((await limiter.admit([{ group: "v:slide", key: "eve", limit: 10, windowMs: 60_000 }], 10, later)).allowed).toBe(true);
   });
 
+  it("answers a batch of checks in one call as admit would answer them one by one", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    const calls: number[] = [];
+    const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
+    const original = scripted.beaconRateLimits;
+    scripted.beaconRateLimits = (...a: unknown[]) => {
+      calls.push(Number(a[0]));
+      return original.apply(redis, a);
+    };
+    try {
+      const visitor = (key: string, cost: number) => ({ limits: [{ group: "v:batch", key, limit: 4, windowMs: 60_000 }], cost, now });
+      const verdicts = await limiter.check([visitor("x", 3), { limits: [], cost: 5, now }, visitor("x", 2), visitor("y", 4), visitor("x", 1)]);
+      expect(verdicts.map((v) => v.allowed)).toEqual([true, true, false, true, true]);
+      expect(verdicts[2].allowed === false && verdicts[2].retryAfterMs > 0).toBe(true);
+      // One call, for the four checks with limits (a hash's two windows: two keys).
+      expect(calls).toEqual([2]);
+      expect(await redis.hgetall(`${prefix}:rl:v:batch:${Math.floor(now / 60_000)}`)).toEqual({ x: "4", y: "4" });
+    } finally {
+      scripted.beaconRateLimits = original;
+    }
+  });
+
   it("sends one script call for a turn's checks, and many calls' worth in slices", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const calls: number[] = [];

@@ -8,9 +8,9 @@ import type { VisitorHasher } from "../enrich/visitor.js";
 import { RateLimitedError } from "../errors.js";
 import type { RedisUsage } from "../usage.js";
 import type { IngestBackpressure } from "./backpressure.js";
-import type { IngestBuffer } from "./buffer.js";
+import type { BufferGate, IngestBuffer } from "./buffer.js";
 import type { IncomingEvent, RawHit, RequestContext } from "./hit.js";
-import type { RateLimit, RateLimiter } from "./rate-limit.js";
+import type { RateCheck, RateLimit, RateLimiter } from "./rate-limit.js";
 import type { IngestSite } from "./sites.js";
 
 /** Why one event was refused, in the shape TrackEvents, /batch and ValidateEvents report. */
@@ -56,8 +56,8 @@ const DEDUPE_TTL_SECONDS = 7 * 24 * 3600;
 export interface AcceptorDeps {
   redis: Redis;
   prefix: string;
-  buffer: IngestBuffer;
-  rateLimiter: RateLimiter;
+  /** Where accepted events wait for their queue write; its gate (rateLimitGate) checks the limits. */
+  buffer: Pick<IngestBuffer<RawHit, LimitedRequest>, "add">;
   hasher: VisitorHasher;
   usage: RedisUsage;
   /** Refuses new events while the queue is far behind (absent: never). */
@@ -92,13 +92,15 @@ export class Acceptor {
     if (hits.length === 0) return { accepted: [], errors, ignoredDoNotTrack: false };
     const held = this.deps.backpressure?.admit(ctx.receivedAt);
     if (held) await held;
-    await this.checkRateLimits(site, hits.map((h) => h.hit), ctx);
+    const accepted = hits.map((h) => h.hit);
     await this.pinDuplicateTimes(
       hits
         .filter(({ index }) => events[index].timestamp === undefined && (events[index].eventId.trim() !== "" || (events.length === 1 && ctx.idempotencyKey.trim() !== "")))
         .map((h) => h.hit),
     );
-    await this.deps.buffer.add(hits.map((h) => h.hit));
+    // The rate limits are checked by the buffer's gate when it flushes, for every request of the
+    // flush at once; a refused request is rejected with RateLimitedError and nothing of it is queued.
+    await this.deps.buffer.add(accepted, this.rateLimitsOf(site, accepted, ctx));
     // Usage is informational (GetQuotas), counted in memory and written to Redis in the background.
     this.deps.usage.addEvents(site.organisationId, hits.length);
     return { accepted: hits.map(({ index, hit }) => ({ index, eventId: hit.eventId })), errors, ignoredDoNotTrack: false };
@@ -169,9 +171,9 @@ export class Acceptor {
    * One all-or-nothing check per request: the site's limit for all of its events, and each
    * visitor's limits for that visitor's own events (a backend's batch of many users' events is not
    * charged to its first user). Visitors are told apart as the worker will: user or client id,
-   * else IP and user agent.
+   * else IP and user agent. Custom events (003) are a second check, with its own refusal.
    */
-  private async checkRateLimits(site: IngestSite, hits: RawHit[], ctx: RequestContext): Promise<void> {
+  private rateLimitsOf(site: IngestSite, hits: RawHit[], ctx: RequestContext): LimitedRequest {
     const { hasher } = this.deps;
     const day = hasher.utcDay(new Date(ctx.receivedAt));
     const perVisitor = new Map<string, { events: number; custom: number }>();
@@ -190,21 +192,16 @@ export class Acceptor {
     for (const [who, counts] of perVisitor) {
       limits.push({ group: `v:${site.id}`, key: who, limit: site.settings.eventsPerVisitorPerMinute, windowMs: 60_000, cost: counts.events });
     }
-    const checks: Promise<void>[] = [this.admit(limits, hits.length, ctx.receivedAt, "too many events")];
+    const checks: LimitedCheck[] = [{ limits, cost: hits.length, now: ctx.receivedAt, what: "too many events" }];
     if (custom > 0 && site.settings.customEventsPerSessionPerMinute > 0) {
       // 003 limits custom events per session; a visit is the visitor's events within the timeout.
       const customLimits: RateLimit[] = [];
       for (const [who, counts] of perVisitor) {
         if (counts.custom > 0) customLimits.push({ group: `c:${site.id}`, key: who, limit: site.settings.customEventsPerSessionPerMinute, windowMs: 60_000, cost: counts.custom });
       }
-      checks.push(this.admit(customLimits, custom, ctx.receivedAt, "too many custom events for this session"));
+      checks.push({ limits: customLimits, cost: custom, now: ctx.receivedAt, what: "too many custom events for this session" });
     }
-    await Promise.all(checks);
-  }
-
-  private async admit(limits: RateLimit[], cost: number, now: number, what: string): Promise<void> {
-    const verdict = await this.deps.rateLimiter.admit(limits, cost, now);
-    if (!verdict.allowed) throw new RateLimitedError(Math.ceil(verdict.retryAfterMs / 1000), what);
+    return checks;
   }
 
   /**
@@ -220,4 +217,32 @@ export class Acceptor {
       if (!err && typeof previous === "string") pinned[i].ts = Number(previous);
     });
   }
+}
+
+/** A rate-limit check and what a refusal says. */
+export interface LimitedCheck extends RateCheck {
+  what: string;
+}
+
+/** A request's checks, each all or nothing, made independently (as separate admit calls were). */
+export type LimitedRequest = LimitedCheck[];
+
+/**
+ * The ingest buffer's gate: every check of every request of a flush in one Redis script call. A
+ * request is refused (RateLimitedError, with the refused check's wording and retry time) when
+ * any of its checks is.
+ */
+export function rateLimitGate(limiter: Pick<RateLimiter, "check">): BufferGate<LimitedRequest> {
+  return async (requests) => {
+    const verdicts = await limiter.check(requests.flat());
+    let k = 0;
+    return requests.map((checks) => {
+      let refusal: RateLimitedError | undefined;
+      for (const check of checks) {
+        const verdict = verdicts[k++];
+        if (!refusal && !verdict.allowed) refusal = new RateLimitedError(Math.ceil(verdict.retryAfterMs / 1000), check.what);
+      }
+      return refusal;
+    });
+  };
 }

@@ -106,6 +106,14 @@ interface Counter {
   cost: number;
 }
 
+/** One all-or-nothing check: every limit must admit its cost. */
+export interface RateCheck {
+  limits: RateLimit[];
+  /** What each limit is charged unless it names its own cost. */
+  cost: number;
+  now: number;
+}
+
 interface Pending {
   counters: Counter[];
   resolve(verdict: RateVerdict): void;
@@ -113,6 +121,7 @@ interface Pending {
 }
 
 const MAX_CHECKS_PER_CALL = 1000;
+const ALLOWED: RateVerdict = { allowed: true };
 
 type ScriptRedis = { beaconRateLimits(n: number, ...a: string[]): Promise<number[]> };
 
@@ -126,18 +135,11 @@ export class RateLimiter {
 
   /**
    * Admits `cost` events (or each limit's own cost) under every limit, all or nothing, or says how
-   * many ms to wait. Limits of 0 are off.
+   * many ms to wait. Limits of 0 are off. Checks made in one turn of the event loop share a call.
    */
   admit(limits: RateLimit[], cost: number, now = Date.now()): Promise<RateVerdict> {
-    const counters: Counter[] = [];
-    for (const limit of limits) {
-      const charged = limit.cost ?? cost;
-      if (limit.limit <= 0 || charged <= 0) continue;
-      const index = Math.floor(now / limit.windowMs);
-      const name = limit.group === undefined ? `${this.prefix}:rl:${limit.key}:` : `${this.prefix}:rl:${limit.group}:`;
-      counters.push({ current: name + index, previous: name + (index - 1), field: limit.group === undefined ? "" : limit.key, limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: charged });
-    }
-    if (counters.length === 0) return Promise.resolve({ allowed: true });
+    const counters = this.countersOf({ limits, cost, now });
+    if (counters.length === 0) return Promise.resolve(ALLOWED);
     return new Promise<RateVerdict>((resolve, reject) => {
       this.pending.push({ counters, resolve, reject });
       if (!this.scheduled) {
@@ -147,15 +149,51 @@ export class RateLimiter {
     });
   }
 
+  /** Several checks at once, in order, as admit() would answer each (for a caller that batches already). */
+  async check(checks: RateCheck[]): Promise<RateVerdict[]> {
+    const verdicts = new Array<RateVerdict>(checks.length).fill(ALLOWED);
+    const asked: { at: number; counters: Counter[] }[] = [];
+    checks.forEach((check, at) => {
+      const counters = this.countersOf(check);
+      if (counters.length > 0) asked.push({ at, counters });
+    });
+    const calls: Promise<void>[] = [];
+    // Slices keep one script call short: Redis runs nothing else meanwhile.
+    for (let i = 0; i < asked.length; i += MAX_CHECKS_PER_CALL) {
+      const slice = asked.slice(i, i + MAX_CHECKS_PER_CALL);
+      calls.push(this.send(slice.map((a) => a.counters)).then((answers) => slice.forEach((a, k) => (verdicts[a.at] = answers[k]))));
+    }
+    await Promise.all(calls);
+    return verdicts;
+  }
+
+  private countersOf({ limits, cost, now }: RateCheck): Counter[] {
+    const counters: Counter[] = [];
+    for (const limit of limits) {
+      const charged = limit.cost ?? cost;
+      if (limit.limit <= 0 || charged <= 0) continue;
+      const index = Math.floor(now / limit.windowMs);
+      const name = limit.group === undefined ? `${this.prefix}:rl:${limit.key}:` : `${this.prefix}:rl:${limit.group}:`;
+      counters.push({ current: name + index, previous: name + (index - 1), field: limit.group === undefined ? "" : limit.key, limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: charged });
+    }
+    return counters;
+  }
+
   private flush(): void {
     this.scheduled = false;
     const pending = this.pending;
     this.pending = [];
-    // Slices keep one script call short: Redis runs nothing else meanwhile.
-    for (let i = 0; i < pending.length; i += MAX_CHECKS_PER_CALL) this.send(pending.slice(i, i + MAX_CHECKS_PER_CALL));
+    for (let i = 0; i < pending.length; i += MAX_CHECKS_PER_CALL) {
+      const batch = pending.slice(i, i + MAX_CHECKS_PER_CALL);
+      this.send(batch.map((p) => p.counters)).then(
+        (verdicts) => batch.forEach((p, k) => p.resolve(verdicts[k])),
+        (err: unknown) => batch.forEach((p) => p.reject(err)),
+      );
+    }
   }
 
-  private send(batch: Pending[]): void {
+  /** One script call for up to MAX_CHECKS_PER_CALL checks. */
+  private async send(checks: Counter[][]): Promise<RateVerdict[]> {
     const keys: string[] = [];
     const at = new Map<string, number>();
     const slot = (key: string) => {
@@ -166,18 +204,16 @@ export class RateLimiter {
       }
       return i;
     };
-    const checks: (string | number)[][] = [];
-    for (const p of batch) {
+    const args: (string | number)[][] = [];
+    for (const counters of checks) {
       const check: (string | number)[] = [];
-      for (const c of p.counters) check.push(slot(c.current), slot(c.previous), c.field, c.limit, c.windowMs, c.elapsed, c.cost);
-      checks.push(check);
+      for (const c of counters) check.push(slot(c.current), slot(c.previous), c.field, c.limit, c.windowMs, c.elapsed, c.cost);
+      args.push(check);
     }
-    (this.redis as unknown as ScriptRedis).beaconRateLimits(keys.length, ...keys, JSON.stringify(checks)).then(
-      (waits) => batch.forEach((p, i) => {
-        const wait = Number(waits[i]);
-        p.resolve(wait === 0 ? { allowed: true } : { allowed: false, retryAfterMs: wait });
-      }),
-      (err: unknown) => batch.forEach((p) => p.reject(err)),
-    );
+    const waits = await (this.redis as unknown as ScriptRedis).beaconRateLimits(keys.length, ...keys, JSON.stringify(args));
+    return checks.map((_, i) => {
+      const wait = Number(waits[i]);
+      return wait === 0 ? ALLOWED : { allowed: false, retryAfterMs: wait };
+    });
   }
 }

@@ -4,10 +4,10 @@ import { describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { createVisitorHasher } from "../../../server/core/enrich/visitor.js";
 import { RateLimitedError } from "../../../server/core/errors.js";
-import { Acceptor } from "../../../server/core/ingest/accept.js";
-import type { IngestBuffer } from "../../../server/core/ingest/buffer.js";
+import { Acceptor, type LimitedRequest, rateLimitGate } from "../../../server/core/ingest/accept.js";
+import { IngestBuffer } from "../../../server/core/ingest/buffer.js";
 import { emptyIncomingEvent, type IncomingEvent, type RawHit, type RequestContext } from "../../../server/core/ingest/hit.js";
-import type { RateLimit, RateLimiter } from "../../../server/core/ingest/rate-limit.js";
+import type { RateCheck, RateLimit } from "../../../server/core/ingest/rate-limit.js";
 import type { IngestSite } from "../../../server/core/ingest/sites.js";
 import { SITE_SETTING_DEFAULTS, type EffectiveSiteSettings } from "../../../server/core/management/sites.js";
 import type { RedisUsage } from "../../../server/core/usage.js";
@@ -59,16 +59,19 @@ function harness(verdict: (limits: RateLimit[], cost: number) => boolean = () =>
   const queued: RawHit[][] = [];
   // Per check: each limit's kind (v, s, c) and what it was charged.
   const charged: string[][] = [];
+  // The real buffer and gate, over a limiter that records what each check was charged.
+  const limiter = {
+    check: async (checks: RateCheck[]) =>
+      checks.map(({ limits, cost }) => {
+        charged.push(limits.map((l) => `${(l.group ?? l.key).split(":")[0]}=${l.cost ?? cost}`));
+        return verdict(limits, cost) ? { allowed: true as const } : { allowed: false as const, retryAfterMs: 42_500 };
+      }),
+  };
+  const buffer = new IngestBuffer<RawHit, LimitedRequest>(async (hits) => void queued.push(hits), { maxEvents: 1, maxWaitMs: 60_000 }, rateLimitGate(limiter));
   const acceptor = new Acceptor({
     redis: fakeRedis(),
     prefix: "test",
-    buffer: { add: async (hits: RawHit[]) => void queued.push(hits) } as unknown as IngestBuffer,
-    rateLimiter: {
-      admit: async (limits: RateLimit[], cost: number) => {
-        charged.push(limits.map((l) => `${(l.group ?? l.key).split(":")[0]}=${l.cost ?? cost}`));
-        return verdict(limits, cost) ? { allowed: true } : { allowed: false, retryAfterMs: 42_500 };
-      },
-    } as unknown as RateLimiter,
+    buffer,
     hasher: createVisitorHasher("unit-test-secret"),
     usage: { addEvents: async () => {} } as unknown as RedisUsage,
   });

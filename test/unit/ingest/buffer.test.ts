@@ -93,4 +93,50 @@ describe("IngestBuffer", () => {
     expect(batches).toEqual([["a"]]);
     await expect(buffer.add([hit("b")])).rejects.toThrow(/shutting down/);
   });
+
+  it("asks its gate once per flush, in arrival order, and writes only the events of requests it lets through", async () => {
+    const { write, batches, pending } = controlledWrite();
+    const asked: string[][] = [];
+    const gate = async (requests: string[]) => {
+      asked.push(requests);
+      return requests.map((r) => (r === "over" ? new Error(`${r}: too many`) : undefined));
+    };
+    const buffer = new IngestBuffer<RawHit, string>(write, { maxEvents: 100, maxWaitMs: 1 }, gate);
+    const ok = buffer.add([hit("a"), hit("b")], "fine");
+    const refused = buffer.add([hit("c")], "over");
+    const unchecked = buffer.add([hit("d")]);
+    const alsoOk = buffer.add([hit("e")], "fine too");
+    await expect(refused).rejects.toThrow("over: too many");
+    expect(asked).toEqual([["fine", "over", "fine too"]]);
+    expect(batches).toEqual([["a", "b", "d", "e"]]);
+    // The others are still waiting for their write, as without a gate.
+    expect(await settled(ok)).toBe(false);
+    pending[0].resolve();
+    await Promise.all([ok, unchecked, alsoOk]);
+  });
+
+  it("writes nothing when its gate refuses every request, and fails them all when the gate itself fails", async () => {
+    const { write, batches } = controlledWrite();
+    let failing = false;
+    const gate = async (requests: number[]) => {
+      if (failing) throw new Error("Redis is away");
+      return requests.map(() => new Error("refused"));
+    };
+    const buffer = new IngestBuffer<RawHit, number>(write, { maxEvents: 2, maxWaitMs: 60_000 }, gate);
+    const [a, b] = [buffer.add([hit("a")], 1), buffer.add([hit("b")], 2)];
+    await expect(a).rejects.toThrow("refused");
+    await expect(b).rejects.toThrow("refused");
+    failing = true;
+    const [c, d] = [buffer.add([hit("c")], 3), buffer.add([hit("d")])];
+    await expect(c).rejects.toThrow("Redis is away");
+    await expect(d).rejects.toThrow("Redis is away");
+    expect(batches).toEqual([]);
+  });
+
+  it("refuses a request with something to check when it has no gate to check it with", async () => {
+    const { write, batches } = controlledWrite();
+    const buffer = new IngestBuffer<RawHit, string>(write, { maxEvents: 1, maxWaitMs: 60_000 });
+    await expect(buffer.add([hit("a")], "limits")).rejects.toThrow(/no gate/);
+    expect(batches).toEqual([]);
+  });
 });
