@@ -1,11 +1,11 @@
-// The accept and store paths batch their Redis work: rate-limit checks of one event-loop turn go
+// The accept and store paths batch their Redis work: rate-limit checks of one buffer flush go
 // in one script call, usage counts are summed in memory and written about once a second, and
 // realtime state is written per batch. Each must answer exactly what the one-at-a-time version
 // did. Real Redis, this file's own key prefix.
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RateLimiter } from "../../server/core/ingest/rate-limit.js";
+import { type RateLimit, RateLimiter, type RateVerdict } from "../../server/core/ingest/rate-limit.js";
 import { RealtimeState, type RealtimeEvent } from "../../server/core/realtime.js";
 import { RedisUsage, usageKey } from "../../server/core/usage.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
@@ -22,12 +22,17 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+/** One check alone, as the gate would make it for a flush of one request. */
+async function admitOne(limiter: RateLimiter, limits: RateLimit[], cost: number, now: number): Promise<RateVerdict> {
+  return (await limiter.check([{ limits, cost, now }]))[0];
+}
+
 describe("RateLimiter", () => {
-  it("answers concurrent checks in call order, as if each had been alone", async () => {
+  it("answers the checks of one call in order, as if each had been alone", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const now = Date.now();
-    // Twelve requests in one turn against a limit of ten: the first ten pass, the last two wait.
-    const verdicts = await Promise.all(Array.from({ length: 12 }, () => limiter.admit([{ key: "v:one", limit: 10, windowMs: 60_000 }], 1, now)));
+    // Twelve requests in one flush against a limit of ten: the first ten pass, the last two wait.
+    const verdicts = await limiter.check(Array.from({ length: 12 }, () => ({ limits: [{ key: "v:one", limit: 10, windowMs: 60_000 }], cost: 1, now })));
     expect(verdicts.slice(0, 10).every((v) => v.allowed)).toBe(true);
     for (const v of verdicts.slice(10)) {
       expect(v.allowed).toBe(false);
@@ -41,18 +46,18 @@ describe("RateLimiter", () => {
     expect(ttl).toBeGreaterThan(100_000);
     expect(ttl).toBeLessThanOrEqual(120_000);
     await redis.pexpire(counter, 90_000);
-    await limiter.admit([{ key: "v:one", limit: 100, windowMs: 60_000 }], 1, now);
+    await admitOne(limiter, [{ key: "v:one", limit: 100, windowMs: 60_000 }], 1, now);
     expect(await redis.pttl(counter)).toBeLessThanOrEqual(90_000);
   });
 
   it("keeps each check's limits apart, and a refused limit charges none of a check's others", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const now = Date.now();
-    const [a, b, c, d] = await Promise.all([
-      limiter.admit([{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 5, now),
-      limiter.admit([{ key: "v:b", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 3, now),
-      limiter.admit([{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], 1, now),
-      limiter.admit([{ key: "v:c", limit: 0, windowMs: 60_000 }], 1_000, now),
+    const [a, b, c, d] = await limiter.check([
+      { limits: [{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], cost: 5, now },
+      { limits: [{ key: "v:b", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], cost: 3, now },
+      { limits: [{ key: "v:a", limit: 5, windowMs: 60_000 }, { key: "s:site", limit: 100, windowMs: 1_000 }], cost: 1, now },
+      { limits: [{ key: "v:c", limit: 0, windowMs: 60_000 }], cost: 1_000, now },
     ]);
     expect([a.allowed, b.allowed, c.allowed, d.allowed]).toEqual([true, true, false, true]);
     expect(Number(await redis.get(`${prefix}:rl:s:site:${Math.floor(now / 1_000)}`))).toBe(8);
@@ -63,10 +68,10 @@ describe("RateLimiter", () => {
     const now = Date.now();
     const window = Math.floor(now / 60_000);
     // A batch of 700 from two visitors under a per-visitor limit of 600: each is charged its own.
-    const ok = await limiter.admit([{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 700 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 400 }, { key: "v:y", limit: 600, windowMs: 60_000, cost: 300 }], 700, now);
+    const ok = await admitOne(limiter, [{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 700 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 400 }, { key: "v:y", limit: 600, windowMs: 60_000, cost: 300 }], 700, now);
     expect(ok.allowed).toBe(true);
     // Visitor x has 200 left: 250 more is refused, and nothing of the check is counted.
-    const refused = await limiter.admit([{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 250 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 250 }], 250, now);
+    const refused = await admitOne(limiter, [{ key: "s:costs", limit: 1_000, windowMs: 60_000, cost: 250 }, { key: "v:x", limit: 600, windowMs: 60_000, cost: 250 }], 250, now);
     expect(refused.allowed).toBe(false);
     expect(await redis.mget(`${prefix}:rl:s:costs:${window}`, `${prefix}:rl:v:x:${window}`, `${prefix}:rl:v:y:${window}`)).toEqual(["700", "400", "300"]);
   });
@@ -76,12 +81,12 @@ describe("RateLimiter", () => {
     const now = Date.now();
     const window = Math.floor(now / 60_000);
     const visitor = (key: string, cost: number) => [{ key: "s:grouped", limit: 1_000, windowMs: 1_000, cost }, { group: "v:g", key, limit: 5, windowMs: 60_000, cost }];
-    const [a, b, a2, a3] = await Promise.all([
-      limiter.admit(visitor("anna", 3), 3, now),
-      limiter.admit(visitor("ben", 5), 5, now),
-      limiter.admit(visitor("anna", 2), 2, now),
+    const [a, b, a2, a3] = await limiter.check([
+      { limits: visitor("anna", 3), cost: 3, now },
+      { limits: visitor("ben", 5), cost: 5, now },
+      { limits: visitor("anna", 2), cost: 2, now },
       // Anna is at her limit of 5: refused, and the site's limit is not charged for it either.
-      limiter.admit(visitor("anna", 1), 1, now),
+      { limits: visitor("anna", 1), cost: 1, now },
     ]);
     expect([a.allowed, b.allowed, a2.allowed, a3.allowed]).toEqual([true, true, true, false]);
     const hash = `${prefix}:rl:v:g:${window}`;
@@ -93,7 +98,7 @@ describe("RateLimiter", () => {
     expect(ttl).toBeGreaterThan(100_000);
     expect(ttl).toBeLessThanOrEqual(120_000);
     await redis.pexpire(hash, 90_000);
-    expect((await limiter.admit([{ group: "v:g", key: "cleo", limit: 5, windowMs: 60_000 }], 1, now)).allowed).toBe(true);
+    expect((await admitOne(limiter, [{ group: "v:g", key: "cleo", limit: 5, windowMs: 60_000 }], 1, now)).allowed).toBe(true);
     expect(await redis.pttl(hash)).toBeLessThanOrEqual(90_000);
   });
 
@@ -101,11 +106,11 @@ describe("RateLimiter", () => {
     const limiter = new RateLimiter(redis, prefix);
     const start = (Math.floor(Date.now() / 60_000) + 1) * 60_000;
     // 10 of 10 in one window; a quarter into the next, three quarters of those still count: 2 more fit, not 3.
-    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 10, start + 59_000)).allowed).toBe(true);
+    expect((await admitOne(limiter, [{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 10, start + 59_000)).allowed).toBe(true);
     const later = start + 60_000 + 15_000;
-    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 3, later)).allowed).toBe(false);
-    expect((await limiter.admit([{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 2, later)).allowed).toBe(true);
-    expect((await limiter.admit([{ group: "v:slide", key: "eve", limit: 10, windowMs: 60_000 }], 10, later)).allowed).toBe(true);
+    expect((await admitOne(limiter, [{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 3, later)).allowed).toBe(false);
+    expect((await admitOne(limiter, [{ group: "v:slide", key: "dora", limit: 10, windowMs: 60_000 }], 2, later)).allowed).toBe(true);
+    expect((await admitOne(limiter, [{ group: "v:slide", key: "eve", limit: 10, windowMs: 60_000 }], 10, later)).allowed).toBe(true);
   });
 
   it("answers a batch of checks in one call as admit would answer them one by one", async () => {
@@ -131,7 +136,7 @@ describe("RateLimiter", () => {
     }
   });
 
-  it("sends one script call for a turn's checks, and many calls' worth in slices", async () => {
+  it("sends one script call for a flush's checks, and many calls' worth in slices", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const calls: number[] = [];
     const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
@@ -142,7 +147,7 @@ describe("RateLimiter", () => {
     };
     try {
       const now = Date.now();
-      const verdicts = await Promise.all(Array.from({ length: 2_500 }, (_, i) => limiter.admit([{ key: `v:many:${i}`, limit: 1, windowMs: 60_000 }], 1, now)));
+      const verdicts = await limiter.check(Array.from({ length: 2_500 }, (_, i) => ({ limits: [{ key: `v:many:${i}`, limit: 1, windowMs: 60_000 }], cost: 1, now })));
       expect(verdicts.every((v) => v.allowed)).toBe(true);
       // 2,500 checks of one limit each (two keys per limit), in slices of 1,000 checks.
       expect(calls).toEqual([2_000, 2_000, 1_000]);

@@ -4,9 +4,9 @@
 // or fields of their group's hash), and exact for bursts inside one window, which is what 003's
 // "10 per minute" needs.
 //
-// Checks are batched: every admit() made during one turn of the event loop (the requests one
-// poll of the sockets delivered) goes to Redis in one script call, evaluated in call order, so
-// each caller gets the verdict it would have got alone at a fraction of the per-call cost.
+// Checks are batched: the ingest buffer's gate sends the checks of every request of one flush
+// to Redis in one script call, evaluated in order, so each request gets the verdict it would
+// have got alone at a fraction of the per-call cost.
 import type { Redis } from "ioredis";
 
 export interface RateLimit {
@@ -114,42 +114,21 @@ export interface RateCheck {
   now: number;
 }
 
-interface Pending {
-  counters: Counter[];
-  resolve(verdict: RateVerdict): void;
-  reject(err: unknown): void;
-}
-
 const MAX_CHECKS_PER_CALL = 1000;
 const ALLOWED: RateVerdict = { allowed: true };
 
 type ScriptRedis = { beaconRateLimits(n: number, ...a: string[]): Promise<number[]> };
 
 export class RateLimiter {
-  private pending: Pending[] = [];
-  private scheduled = false;
-
   constructor(private readonly redis: Redis, private readonly prefix: string) {
     if (!("beaconRateLimits" in redis)) redis.defineCommand("beaconRateLimits", { lua: SCRIPT });
   }
 
   /**
-   * Admits `cost` events (or each limit's own cost) under every limit, all or nothing, or says how
-   * many ms to wait. Limits of 0 are off. Checks made in one turn of the event loop share a call.
+   * Admits each check's `cost` events (or each limit's own cost) under every one of its limits,
+   * all or nothing, or says how many ms to wait; checks are evaluated in order, each as if it
+   * were alone, in one script call (the ingest buffer's gate makes one per flush). Limits of 0 are off.
    */
-  admit(limits: RateLimit[], cost: number, now = Date.now()): Promise<RateVerdict> {
-    const counters = this.countersOf({ limits, cost, now });
-    if (counters.length === 0) return Promise.resolve(ALLOWED);
-    return new Promise<RateVerdict>((resolve, reject) => {
-      this.pending.push({ counters, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  /** Several checks at once, in order, as admit() would answer each (for a caller that batches already). */
   async check(checks: RateCheck[]): Promise<RateVerdict[]> {
     const verdicts = new Array<RateVerdict>(checks.length).fill(ALLOWED);
     const asked: { at: number; counters: Counter[] }[] = [];
@@ -177,19 +156,6 @@ export class RateLimiter {
       counters.push({ current: name + index, previous: name + (index - 1), field: limit.group === undefined ? "" : limit.key, limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: charged });
     }
     return counters;
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const pending = this.pending;
-    this.pending = [];
-    for (let i = 0; i < pending.length; i += MAX_CHECKS_PER_CALL) {
-      const batch = pending.slice(i, i + MAX_CHECKS_PER_CALL);
-      this.send(batch.map((p) => p.counters)).then(
-        (verdicts) => batch.forEach((p, k) => p.resolve(verdicts[k])),
-        (err: unknown) => batch.forEach((p) => p.reject(err)),
-      );
-    }
   }
 
   /** One script call for up to MAX_CHECKS_PER_CALL checks. */
