@@ -129,7 +129,7 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", 1000, 1, 100_000),
     workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
     ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 16, 1, 64),
-    ingestMaxQueueWaitMs: integer(env, "INGEST_MAX_QUEUE_WAIT_MS", 1_000, 0, 3_600_000),
+    ingestMaxQueueWaitMs: integer(env, "INGEST_MAX_QUEUE_WAIT_MS", 800, 0, 3_600_000),
     reportRollups: oneOf(env, "REPORT_ROLLUPS", ["on", "off"] as const, "on") === "on",
   };
 }
