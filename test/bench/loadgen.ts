@@ -145,7 +145,10 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
 
   // Open loop: due times of requests not yet sent, and connections waiting for one.
   const rate = options.ratePerSec;
+  // Read from `head` on, never shifted: a server that falls behind leaves tens of thousands due,
+  // and shift() copying them all for every request sent made the generator the busiest process.
   const backlog: number[] = [];
+  let head = 0;
   const idle: (() => void)[] = [];
   let scheduled = 0;
   let ticker: NodeJS.Timeout | undefined;
@@ -154,7 +157,7 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
       const now = performance.now();
       const due = Math.min(Math.floor(((Math.min(now, windowEnd) - t0) * rate) / 1000), options.maxRequests);
       for (; scheduled < due; scheduled++) backlog.push(t0 + (scheduled * 1000) / rate);
-      while (backlog.length > 0 && idle.length > 0) idle.pop()!();
+      while (head < backlog.length && idle.length > 0) idle.pop()!();
       if (now >= windowEnd) {
         clearInterval(ticker);
         while (idle.length > 0) idle.pop()!();
@@ -175,7 +178,7 @@ export async function runLoad(options: LoadgenOptions): Promise<LoadgenResult> {
           return;
         }
         if (rate !== undefined) {
-          const due = backlog.shift();
+          const due = head < backlog.length ? backlog[head++] : undefined;
           if (due === undefined) {
             idle.push(send);
             return;
