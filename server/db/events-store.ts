@@ -27,21 +27,33 @@ export type StoredEvent = Omit<EnrichedEvent, "visitorIdYesterday" | "props"> & 
   props: Record<string, unknown>;
 };
 
+/** Minute → its ISO prefix ("2026-11-23T08:15:"); cleared whole when it grows large. */
+const minutePrefixes = new Map<number, string>();
+
 /**
- * Epoch ms → ISO text, remembering the last time converted: a batch's events mostly share their
- * receive time, and their event time unless the client gave one.
+ * Epoch ms → ISO text exactly as Date#toISOString writes it. toISOString cost ~1.1 µs here, and a
+ * batch converts four times per session and two per event; a batch's times mostly share their
+ * minute, so the minute's prefix is remembered and seconds and milliseconds appended (~0.05 µs).
  */
-function isoMemo(): (ms: number) => string {
-  let lastMs = NaN;
-  let lastText = "";
-  return (ms) => (ms === lastMs ? lastText : (lastText = new Date((lastMs = ms)).toISOString()));
+export function isoTime(ms: number): string {
+  if (!Number.isInteger(ms) || ms < 0 || ms >= MAX_FOUR_DIGIT_YEAR_MS) return new Date(ms).toISOString();
+  const minute = Math.floor(ms / 60_000);
+  let prefix = minutePrefixes.get(minute);
+  if (prefix === undefined) {
+    if (minutePrefixes.size >= 4096) minutePrefixes.clear();
+    minutePrefixes.set(minute, (prefix = new Date(minute * 60_000).toISOString().slice(0, 17)));
+  }
+  const rest = ms - minute * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  const milli = rest - seconds * 1000;
+  return prefix + (seconds < 10 ? "0" : "") + seconds + (milli < 10 ? ".00" : milli < 100 ? ".0" : ".") + milli + "Z";
 }
-const tsText = isoMemo();
-const receivedText = isoMemo();
+/** 10000-01-01: from there toISOString writes a six-digit, signed year. */
+const MAX_FOUR_DIGIT_YEAR_MS = 253_402_300_800_000;
 
 const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => unknown][] = [
   ["site_id", "uuid", (e) => e.siteId],
-  ["ts", "timestamptz", (e) => tsText(e.ts)],
+  ["ts", "timestamptz", (e) => isoTime(e.ts)],
   ["event_id", "text", (e) => e.eventId],
   ["name", "text", (e) => e.name],
   ["visitor_id", "int8", (e) => e.visitorId.toString()],
@@ -71,7 +83,7 @@ const EVENT_COLUMNS: [column: string, type: string, value: (e: StoredEvent) => u
   ["classification", "int2", (e) => e.classification],
   ["props", "jsonb", (e) => JSON.stringify(e.props)],
   ["revenue", "numeric", (e) => e.revenue],
-  ["received_at", "timestamptz", (e) => receivedText(e.receivedAt)],
+  ["received_at", "timestamptz", (e) => isoTime(e.receivedAt)],
 ];
 
 const COLUMN_LIST = EVENT_COLUMNS.map(([c]) => c).join(", ");
@@ -236,13 +248,12 @@ function sessionDeltas(events: StoredEvent[]): SessionDelta[] {
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** The upsert's rows: keys as SESSION_COLUMNS names them; int8 ids as strings, times as ISO text. */
 function sessionsJson(deltas: SessionDelta[]): string {
   const rows = deltas.map((d) => ({
-    site_id: d.siteId, session_id: d.sessionId.toString(), visitor_id: d.visitorId.toString(), started_at: iso(d.startedAt), ended_at: iso(d.endedAt),
-    entry_page: d.entryPage, entry_at: d.entryTs === Infinity ? null : iso(d.entryTs), exit_page: d.exitPage, exit_at: d.exitTs === -Infinity ? null : iso(d.exitTs),
+    site_id: d.siteId, session_id: d.sessionId.toString(), visitor_id: d.visitorId.toString(), started_at: isoTime(d.startedAt), ended_at: isoTime(d.endedAt),
+    entry_page: d.entryPage, entry_at: d.entryTs === Infinity ? null : isoTime(d.entryTs), exit_page: d.exitPage, exit_at: d.exitTs === -Infinity ? null : isoTime(d.exitTs),
     pageviews: d.pageviews, events: d.events,
     referrer_source: d.first.referrerSource, referrer_medium: d.first.referrerMedium, utm_source: d.first.utmSource, utm_medium: d.first.utmMedium, utm_campaign: d.first.utmCampaign,
     utm_term: d.first.utmTerm, utm_content: d.first.utmContent, country: d.first.country, region: d.first.region, city: d.first.city,
@@ -321,7 +332,7 @@ async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<Stor
       await client.query(MARK_DIRTY_SQL, [
         [...new Set(touched.map(([site]) => site))],
         touched.map(([site]) => site),
-        touched.map(([, t]) => new Date(t).toISOString()),
+        touched.map(([, t]) => isoTime(t)),
       ]);
     }
     await client.query("commit");
