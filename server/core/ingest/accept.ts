@@ -1,6 +1,7 @@
 // Acceptance: the steps every arrival path runs, in order, before answering. A named pipeline of
-// small steps (Plausible's ingestion reads the same way): privacy → validate → rate limit →
-// pin duplicate times → durable write. A refused event carries a typed reason.
+// small steps (Plausible's ingestion reads the same way): privacy → validate → backpressure →
+// pin duplicate times → rate limits and durable write (both at the ingest buffer's next flush,
+// through its gate). A refused event carries a typed reason.
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { checkEventName, sanitizeProperties, sanitizeString, sanitizeUrl } from "../enrich/sanitize.js";
@@ -224,7 +225,7 @@ export interface LimitedCheck extends RateCheck {
   what: string;
 }
 
-/** A request's checks, each all or nothing, made independently (as separate admit calls were). */
+/** A request's checks, each all or nothing on its own: the events check counts even when the custom-events check refuses. */
 export type LimitedRequest = LimitedCheck[];
 
 /**
