@@ -102,6 +102,12 @@ describe("RateLimiter", () => {
     expect(await redis.pttl(hash)).toBeLessThanOrEqual(90_000);
   });
 
+  it("refuses a grouped limit without a key rather than count it as the group's own key", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    await expect(limiter.check([{ limits: [{ group: "v:empty", key: "", limit: 5, windowMs: 60_000 }], cost: 1, now: Date.now() }])).rejects.toThrow(/empty key/);
+    expect(await redis.exists(`${prefix}:rl:v:empty:${Math.floor(Date.now() / 60_000)}`)).toBe(0);
+  });
+
   it("weighs a group field's previous window as the sliding window overlaps it", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const start = (Math.floor(Date.now() / 60_000) + 1) * 60_000;

@@ -151,6 +151,8 @@ export class RateLimiter {
     for (const limit of limits) {
       const charged = limit.cost ?? cost;
       if (limit.limit <= 0 || charged <= 0) continue;
+      // The script tells a hash field from a key of its own by the field being empty.
+      if (limit.group !== undefined && limit.key === "") throw new Error(`rate limit of group ${limit.group} has an empty key`);
       const index = Math.floor(now / limit.windowMs);
       const name = limit.group === undefined ? `${this.prefix}:rl:${limit.key}:` : `${this.prefix}:rl:${limit.group}:`;
       counters.push({ current: name + index, previous: name + (index - 1), field: limit.group === undefined ? "" : limit.key, limit: limit.limit, windowMs: limit.windowMs, elapsed: now - index * limit.windowMs, cost: charged });
