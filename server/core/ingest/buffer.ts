@@ -6,7 +6,8 @@
 // A gate (the rate limits) can decide, per request, whether its events may go in at all: it is
 // asked once per flush for every request of the flush, just before the write. A request thus
 // waits for one flush, not for a check of its own first and the flush after: that extra turn of
-// the event loop per request cost the server about a fifth of its single-event throughput.
+// the event loop per request cost the server ~15 µs a request and about a quarter of its
+// single-event throughput (measured by deferring requests one setImmediate, with no Redis).
 import type { RawHit } from "./hit.js";
 
 export interface IngestBufferOptions {
