@@ -27,6 +27,18 @@ async function admitOne(limiter: RateLimiter, limits: RateLimit[], cost: number,
   return (await limiter.check([{ limits, cost, now }]))[0];
 }
 
+/** Records each rate-limit script call's number of keys until `restore()`. */
+function countScriptCalls(): { calls: number[]; restore(): void } {
+  const calls: number[] = [];
+  const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
+  const original = scripted.beaconRateLimits;
+  scripted.beaconRateLimits = (...a: unknown[]) => {
+    calls.push(Number(a[0]));
+    return original.apply(redis, a);
+  };
+  return { calls, restore: () => void (scripted.beaconRateLimits = original) };
+}
+
 describe("RateLimiter", () => {
   it("answers the checks of one call in order, as if each had been alone", async () => {
     const limiter = new RateLimiter(redis, prefix);
@@ -122,13 +134,7 @@ describe("RateLimiter", () => {
   it("answers a batch of checks in one call as admit would answer them one by one", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const now = Date.now();
-    const calls: number[] = [];
-    const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
-    const original = scripted.beaconRateLimits;
-    scripted.beaconRateLimits = (...a: unknown[]) => {
-      calls.push(Number(a[0]));
-      return original.apply(redis, a);
-    };
+    const { calls, restore } = countScriptCalls();
     try {
       const visitor = (key: string, cost: number) => ({ limits: [{ group: "v:batch", key, limit: 4, windowMs: 60_000 }], cost, now });
       const verdicts = await limiter.check([visitor("x", 3), { limits: [], cost: 5, now }, visitor("x", 2), visitor("y", 4), visitor("x", 1)]);
@@ -138,19 +144,13 @@ describe("RateLimiter", () => {
       expect(calls).toEqual([2]);
       expect(await redis.hgetall(`${prefix}:rl:v:batch:${Math.floor(now / 60_000)}`)).toEqual({ x: "4", y: "4" });
     } finally {
-      scripted.beaconRateLimits = original;
+      restore();
     }
   });
 
   it("sends one script call for a flush's checks, and many calls' worth in slices", async () => {
     const limiter = new RateLimiter(redis, prefix);
-    const calls: number[] = [];
-    const scripted = redis as unknown as { beaconRateLimits: (...a: unknown[]) => Promise<number[]> };
-    const original = scripted.beaconRateLimits;
-    scripted.beaconRateLimits = (...a: unknown[]) => {
-      calls.push(Number(a[0]));
-      return original.apply(redis, a);
-    };
+    const { calls, restore } = countScriptCalls();
     try {
       const now = Date.now();
       const verdicts = await limiter.check(Array.from({ length: 2_500 }, (_, i) => ({ limits: [{ key: `v:many:${i}`, limit: 1, windowMs: 60_000 }], cost: 1, now })));
@@ -158,7 +158,7 @@ describe("RateLimiter", () => {
       // 2,500 checks of one limit each (two keys per limit), in slices of 1,000 checks.
       expect(calls).toEqual([2_000, 2_000, 1_000]);
     } finally {
-      scripted.beaconRateLimits = original;
+      restore();
     }
   });
 });
