@@ -148,6 +148,20 @@ describe("RateLimiter", () => {
     }
   });
 
+  it("reads and writes a hash's fields in pieces when a call holds more than one command takes", async () => {
+    const limiter = new RateLimiter(redis, prefix);
+    const now = Date.now();
+    // 1,000 checks of nine fields each: 9,000 fields of one hash, past the ~8,000 values Lua's
+    // unpack() can hand one command.
+    const checks = Array.from({ length: 1_000 }, (_, i) => ({ limits: [..."abcdefghi"].map((p) => ({ group: "v:wide", key: `${p}${i}`, limit: 1, windowMs: 60_000 })), cost: 1, now }));
+    expect((await limiter.check(checks)).every((v) => v.allowed)).toBe(true);
+    const hash = `${prefix}:rl:v:wide:${Math.floor(now / 60_000)}`;
+    expect(await redis.hlen(hash)).toBe(9_000);
+    expect(await redis.hget(hash, "i999")).toBe("1");
+    // Every one of them is now at its limit.
+    expect((await limiter.check(checks)).every((v) => !v.allowed)).toBe(true);
+  });
+
   it("sends one script call for a flush's checks, and many calls' worth in slices", async () => {
     const limiter = new RateLimiter(redis, prefix);
     const { calls, restore } = countScriptCalls();

@@ -8,6 +8,7 @@
 // to Redis in one script call, evaluated in order, so each request gets the verdict it would
 // have got alone at a fraction of the per-call cost.
 import type { Redis } from "ioredis";
+import { LUA_IN_PIECES } from "./lua.js";
 
 export interface RateLimit {
   /** Stable name of what is limited, e.g. `s:<site>`, or a visitor's key within its group. */
@@ -31,29 +32,65 @@ export type RateVerdict = { allowed: true } | { allowed: false; retryAfterMs: nu
 // cost in ioredis). Each check is a flat array, per limit: KEYS index of the current and of the
 // previous window's key, hash field ('' for a key of its own), limit, windowMs, elapsed ms of the
 // current window, cost. Returns per check 0 when every limit admits its cost more (and counts
-// them), else ms until retry. Each counter is read once and written once per call however many
-// checks share it (a site's limit is in every check of a busy moment).
+// them), else ms until retry.
+// Every counter the call needs is read first, a hash's fields in one HMGET, and every changed
+// hash written back in one HSET of the new values (the script runs alone, so nothing moves in
+// between). In an interleaved A/B at 60 checks a call, a command per field (two HGETs and an
+// HINCRBY per visitor) cost Redis 13–17 µs a check (median 15.4); this way 8–11 (median 10.2).
 const SCRIPT = `
 local checks = cjson.decode(ARGV[1])
-local value, added, where = {}, {}, {}
-local function get(k, f)
-  local id = k
-  if f ~= '' then id = k .. '/' .. f end
-  local v = value[id]
-  if v == nil then
-    if f == '' then v = redis.call('GET', KEYS[k]) else v = redis.call('HGET', KEYS[k], f) end
-    v = tonumber(v or '0')
-    value[id] = v
+-- value[k][f]: a counter's count as the checks so far leave it; read[k][f]: as stored.
+local value, read, fieldsOf, keyList = {}, {}, {}, {}
+local function want(k, f)
+  local t = value[k]
+  if t == nil then
+    t = {}
+    value[k] = t
+    fieldsOf[k] = {}
+    keyList[#keyList + 1] = k
   end
-  return v, id
+  if t[f] == nil then
+    t[f] = 0
+    if f ~= '' then
+      local fs = fieldsOf[k]
+      fs[#fs + 1] = f
+    end
+  end
 end
+for c = 1, #checks do
+  local check = checks[c]
+  for b = 1, #check, 7 do
+    want(check[b], check[b + 2])
+    want(check[b + 1], check[b + 2])
+  end
+end
+${LUA_IN_PIECES}
+for i = 1, #keyList do
+  local k = keyList[i]
+  local t, fs = value[k], fieldsOf[k]
+  local r = {}
+  read[k] = r
+  if t[''] ~= nil then
+    t[''] = tonumber(redis.call('GET', KEYS[k]) or '0')
+    r[''] = t['']
+  end
+  inPieces(fs, 2000, function(from, ...)
+    local vs = redis.call('HMGET', KEYS[k], ...)
+    for j = 1, #vs do
+      local f = fs[from + j - 1]
+      t[f] = tonumber(vs[j] or '0')
+      r[f] = t[f]
+    end
+  end)
+end
+local ttlOf = {}
 local out = {}
 for c = 1, #checks do
   local check = checks[c]
   local wait = 0
   for b = 1, #check, 7 do
     local f, window, elapsed = check[b + 2], check[b + 4], check[b + 5]
-    local estimate = get(check[b + 1], f) * (window - elapsed) / window + get(check[b], f)
+    local estimate = value[check[b + 1]][f] * (window - elapsed) / window + value[check[b]][f]
     if estimate + check[b + 6] > check[b + 3] then
       wait = math.max(1, window - elapsed)
       break
@@ -61,33 +98,30 @@ for c = 1, #checks do
   end
   if wait == 0 then
     for b = 1, #check, 7 do
-      local k, f, cost = check[b], check[b + 2], check[b + 6]
-      local v, id = get(k, f)
-      value[id] = v + cost
-      local before = added[id]
-      if before == nil then
-        added[id] = cost
-        where[#where + 1] = { id, k, f, check[b + 4] * 2 }
-      else
-        added[id] = before + cost
-      end
+      local t, f = value[check[b]], check[b + 2]
+      t[f] = t[f] + check[b + 6]
+      ttlOf[check[b]] = check[b + 4] * 2
     end
   end
   out[c] = wait
 end
-local expiring = {}
-for i = 1, #where do
-  local id, k, f, ttl = where[i][1], where[i][2], where[i][3], where[i][4]
-  local cost = added[id]
-  -- A counter belongs to one window: its expiry is set once, when it is created.
-  if f == '' then
+-- A counter belongs to one window: its expiry is set once, when it is created.
+for k, ttl in pairs(ttlOf) do
+  local t, r = value[k], read[k]
+  if t[''] ~= nil and t[''] > r[''] then
+    local cost = t[''] - r['']
     if redis.call('INCRBY', KEYS[k], cost) == cost then redis.call('PEXPIRE', KEYS[k], ttl) end
-  else
-    redis.call('HINCRBY', KEYS[k], f, cost)
-    if not expiring[k] then
-      expiring[k] = true
-      if redis.call('PTTL', KEYS[k]) == -1 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+  local changed = {}
+  for _, f in ipairs(fieldsOf[k]) do
+    if t[f] ~= r[f] then
+      changed[#changed + 1] = f
+      changed[#changed + 1] = t[f]
     end
+  end
+  if #changed > 0 then
+    inPieces(changed, 4000, function(_, ...) redis.call('HSET', KEYS[k], ...) end)
+    if redis.call('PTTL', KEYS[k]) == -1 then redis.call('PEXPIRE', KEYS[k], ttl) end
   end
 end
 return out
