@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RateLimit, RateLimiter, type RateVerdict } from "../../server/core/ingest/rate-limit.js";
+import type { EnrichedEvent } from "../../server/core/ingest/enrich.js";
+import { SessionTracker } from "../../server/core/ingest/sessions.js";
 import { RealtimeState, type RealtimeEvent } from "../../server/core/realtime.js";
 import { RedisUsage, usageKey } from "../../server/core/usage.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
@@ -174,6 +176,66 @@ describe("RateLimiter", () => {
     } finally {
       restore();
     }
+  });
+});
+
+describe("SessionTracker.assign", () => {
+  const MINUTE = 60_000;
+  const event = (siteId: string, visitor: bigint, yesterday: bigint | null, ts: number) => ({ siteId, visitorId: visitor, visitorIdYesterday: yesterday, ts }) as EnrichedEvent;
+  const timeouts = (siteId: string) => (siteId === "site-short" ? 10 * MINUTE : 30 * MINUTE);
+
+  it("answers a batch of many visitors' events as it would answer them one call at a time", async () => {
+    const t0 = Date.UTC(2026, 10, 23, 23, 0);
+    const events: EnrichedEvent[] = [];
+    // Three visitors on two sites with different timeouts; gaps under and over each timeout;
+    // visitor 3 changes its daily id at midnight (yesterday's id carries the visit over).
+    for (let i = 0; i < 40; i++) {
+      events.push(event("site-long", 1n, 101n, t0 + i * 7 * MINUTE));
+      events.push(event("site-short", 1n, 101n, t0 + i * 11 * MINUTE));
+      const ts = t0 + 45 * MINUTE + i * 5 * MINUTE;
+      events.push(ts < Date.UTC(2026, 10, 24) ? event("site-long", 3n, 303n, ts) : event("site-long", 4n, 3n, ts));
+    }
+    events.sort((a, b) => a.ts - b.ts);
+    const batched = await new SessionTracker(redis, `${prefix}:sess-batch`).assign(events, timeouts);
+    const alone = new SessionTracker(redis, `${prefix}:sess-alone`);
+    const oneByOne = [];
+    for (const e of events) oneByOne.push(...(await alone.assign([e], timeouts)));
+    expect(batched).toEqual(oneByOne);
+    // And the answers are the sessions they should be: site-long's visitor 1 (7 min gaps) stays
+    // in one visit, site-short's (11 min gaps, 10 min timeout) starts one per event.
+    const sessionsOf = (siteId: string, visitor: bigint) => new Set(batched.filter((_, i) => events[i].siteId === siteId && events[i].visitorId === visitor).map((a) => a.sessionId));
+    expect(sessionsOf("site-long", 1n).size).toBe(1);
+    expect(sessionsOf("site-short", 1n).size).toBe(40);
+    // Visitor 3's visit continues past midnight under yesterday's id.
+    const across = batched.filter((_, i) => events[i].visitorId === 3n || events[i].visitorId === 4n);
+    expect(new Set(across.map((a) => a.sessionId)).size).toBe(1);
+    expect(new Set(across.map((a) => a.visitorId))).toEqual(new Set([3n]));
+  });
+
+  it("reads the states of more visitors than one MGET takes, each for its own visitor", async () => {
+    const tracker = new SessionTracker(redis, `${prefix}:sess-many`);
+    const t0 = Date.now();
+    // 9,000 visitors: past the ~8,000 keys unpack() can hand one command.
+    const visitors = Array.from({ length: 9_000 }, (_, i) => BigInt(i + 1));
+    const first = await tracker.assign(visitors.map((v) => event("site-long", v, null, t0)), timeouts);
+    const again = await tracker.assign(visitors.map((v) => event("site-long", v, null, t0 + MINUTE)), timeouts);
+    // Every visitor's second event continues its own first session.
+    expect(again.map((a) => a.sessionId)).toEqual(first.map((a) => a.sessionId));
+    expect(new Set(first.map((a) => a.sessionId)).size).toBe(9_000);
+  });
+
+  it("keeps a visitor's state in one string key, with its expiry", async () => {
+    const tracker = new SessionTracker(redis, `${prefix}:sess-once`);
+    const t0 = Date.now();
+    const events = Array.from({ length: 500 }, (_, i) => event("site-long", 7n, null, t0 + i * 1000));
+    const assigned = await tracker.assign(events, timeouts);
+    expect(new Set(assigned.map((a) => a.sessionId)).size).toBe(1);
+    const key = `${prefix}:sess-once:visit:site-long:7`;
+    const [id, start, last] = (await redis.get(key))!.split(" ");
+    expect([BigInt(id), Number(start), Number(last)]).toEqual([assigned[0].sessionId, t0, t0 + 499_000]);
+    const ttl = await redis.ttl(key);
+    expect(ttl).toBeGreaterThan(3600);
+    expect(ttl).toBeLessThanOrEqual(3660);
   });
 });
 

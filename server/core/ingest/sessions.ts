@@ -6,6 +6,7 @@
 // the first 60 bits of SHA-1 of them (as "0x…", a positive int8), computed only when a visit starts.
 import type { Redis } from "ioredis";
 import type { EnrichedEvent } from "./enrich.js";
+import { LUA_IN_PIECES } from "./lua.js";
 
 export interface SessionAssignment {
   sessionId: bigint;
@@ -15,41 +16,80 @@ export interface SessionAssignment {
   visitorId: bigint;
 }
 
-// ARGV: ttlSeconds, then per event: keyToday, keyYesterday ('' if none), ts, timeoutMs, seed
-// (site and visitor, from which a new session's id is derived).
-// Returns per event: id, start, usedYesterday (0/1).
+// ARGV: ttlSeconds, the number of visitors V; per visitor: keyToday, keyYesterday ('' if none),
+// timeoutMs, seed (site and visitor, from which a new session's id is derived); then per event:
+// its visitor's number (1-based) and ts. Returns per event: id, start, usedYesterday (0/1).
+//
+// A visitor's state is one string, "id start last". The batch's states are read in one MGET
+// (and yesterday's, for visitors with none today, in a second), the events run in order against
+// them in the script's memory, and each visitor's key is written once, SET with its expiry.
+// A hash per visitor cost an HMGET, an HSET and an EXPIRE per event, even for the 500 events of
+// one visitor's batch. Interleaved A/B (medians of 6): 500 events of one visitor, Redis 12.6 →
+// 3.1 µs an event and the worker 10.1 → 5.2; 60 events of as many visitors, 16.7 → 16.2 (each
+// visitor still costs its write).
+//
+// The keys are named "visit:", not the "session:" of the hash version, so a worker of either
+// version never meets a key of the other type while both run (an upgrade): a visit in progress
+// at the upgrade starts a new session once.
 const SCRIPT = `
 local ttl = tonumber(ARGV[1])
-local out = {}
-local i = 2
-while i <= #ARGV do
-  local keyToday, keyYesterday = ARGV[i], ARGV[i + 1]
-  local ts, timeout, seed = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
+local visitors = tonumber(ARGV[2])
+local state = {}
+${LUA_IN_PIECES}
+local function load(keys)
+  inPieces(keys, 2000, function(from, ...)
+    local values = redis.call('MGET', ...)
+    for j = 1, #values do
+      local v = values[j]
+      if v then
+        local id, start, seen = string.match(v, '^(%S+) (%S+) (%S+)$')
+        if id then state[keys[from + j - 1]] = { id = id, start = start, last = tonumber(seen) } end
+      end
+    end
+  end)
+end
+local todays, yesterdays = {}, {}
+for v = 0, visitors - 1 do todays[#todays + 1] = ARGV[3 + v * 4] end
+load(todays)
+for v = 0, visitors - 1 do
+  if not state[ARGV[3 + v * 4]] and ARGV[4 + v * 4] ~= '' then yesterdays[#yesterdays + 1] = ARGV[4 + v * 4] end
+end
+load(yesterdays)
+local touched, order, out = {}, {}, {}
+for i = 3 + visitors * 4, #ARGV, 2 do
+  local at = 3 + (tonumber(ARGV[i]) - 1) * 4
+  local keyToday, keyYesterday, timeout, seed = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local tsText = ARGV[i + 1]
+  local ts = tonumber(tsText)
   local key = keyToday
-  local today = redis.call('HMGET', keyToday, 'id', 'start', 'last')
+  local today = state[keyToday]
   local s = today
-  if not s[1] and keyYesterday ~= '' then
-    s = redis.call('HMGET', keyYesterday, 'id', 'start', 'last')
-    if s[1] then key = keyYesterday end
+  if not s and keyYesterday ~= '' then
+    s = state[keyYesterday]
+    if s then key = keyYesterday end
   end
   local id, start
-  if s[1] and ts - tonumber(s[3]) <= timeout and tonumber(s[2]) - ts <= timeout then
-    id, start = s[1], s[2]
-    if ts > tonumber(s[3]) then redis.call('HSET', key, 'last', ts) end
+  if s and ts - s.last <= timeout and tonumber(s.start) - ts <= timeout then
+    id, start = s.id, s.start
+    if ts > s.last then s.last = ts end
   else
     key = keyToday
-    id, start = '0x' .. string.sub(redis.sha1hex(seed .. '/' .. ARGV[i + 2]), 1, 15), ARGV[i + 2]
+    id, start = '0x' .. string.sub(redis.sha1hex(seed .. '/' .. tsText), 1, 15), tsText
     -- An event older than the visitor's current session (a batch retried late) gets the session
     -- it got the first time, but must not replace the current one: later events belong to that.
-    if not today[1] or ts > tonumber(today[3]) then
-      redis.call('HSET', key, 'id', id, 'start', start, 'last', ts)
-    end
+    if not today or ts > today.last then state[keyToday] = { id = id, start = start, last = ts } end
   end
-  redis.call('EXPIRE', key, ttl)
+  if not touched[key] then
+    touched[key] = true
+    order[#order + 1] = key
+  end
   out[#out + 1] = id
   out[#out + 1] = start
   out[#out + 1] = (key == keyYesterday and keyYesterday ~= '') and 1 or 0
-  i = i + 5
+end
+for _, key in ipairs(order) do
+  local s = state[key]
+  redis.call('SET', key, s.id .. ' ' .. s.start .. ' ' .. string.format('%d', s.last), 'EX', ttl)
 end
 return out
 `;
@@ -66,21 +106,32 @@ export class SessionTracker {
   async assign(events: EnrichedEvent[], timeoutMs: (siteId: string) => number): Promise<SessionAssignment[]> {
     if (events.length === 0) return [];
     let maxTimeout = 0;
-    const args: (string | number)[] = [];
+    // Each visitor's keys go once; its events name it by number. Visitors are told apart by site
+    // and today's id (which fixes yesterday's: both hash the same site, IP and agent).
+    const visitorArgs: (string | number)[] = [];
+    const eventArgs: (string | number)[] = [];
+    const numbers = new Map<string, Map<bigint, number>>();
     for (const event of events) {
-      const timeout = timeoutMs(event.siteId);
-      maxTimeout = Math.max(maxTimeout, timeout);
-      args.push(
-        this.key(event.siteId, event.visitorId),
-        event.visitorIdYesterday === null ? "" : this.key(event.siteId, event.visitorIdYesterday),
-        event.ts,
-        timeout,
-        `beacon-session/${event.siteId}/${event.visitorId}`,
-      );
+      let site = numbers.get(event.siteId);
+      if (!site) numbers.set(event.siteId, (site = new Map()));
+      let n = site.get(event.visitorId);
+      if (n === undefined) {
+        n = visitorArgs.length / 4 + 1;
+        site.set(event.visitorId, n);
+        const timeout = timeoutMs(event.siteId);
+        maxTimeout = Math.max(maxTimeout, timeout);
+        visitorArgs.push(
+          this.key(event.siteId, event.visitorId),
+          event.visitorIdYesterday === null ? "" : this.key(event.siteId, event.visitorIdYesterday),
+          timeout,
+          `beacon-session/${event.siteId}/${event.visitorId}`,
+        );
+      }
+      eventArgs.push(n, event.ts);
     }
     // Keep state a little longer than the longest timeout, so late retries still find it.
     const ttlSeconds = Math.ceil((maxTimeout * 2) / 1000) + 60;
-    const reply = (await (this.redis as unknown as { beaconSessions(...a: (string | number)[]): Promise<(string | number)[]> }).beaconSessions(ttlSeconds, ...args));
+    const reply = await (this.redis as unknown as { beaconSessions(...a: (string | number)[]): Promise<(string | number)[]> }).beaconSessions(ttlSeconds, visitorArgs.length / 4, ...visitorArgs, ...eventArgs);
     return events.map((event, i) => ({
       sessionId: BigInt(reply[i * 3]),
       startedAt: Number(reply[i * 3 + 1]),
@@ -89,6 +140,6 @@ export class SessionTracker {
   }
 
   private key(siteId: string, visitorId: bigint): string {
-    return `${this.prefix}:session:${siteId}:${visitorId}`;
+    return `${this.prefix}:visit:${siteId}:${visitorId}`;
   }
 }
