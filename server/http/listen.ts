@@ -46,6 +46,14 @@ const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 const defaultFirstByteTimeoutMs = 10_000;
 
+// HTTP/1 requests open on a connection, so a drained connection can be closed at once.
+const openRequests = Symbol("openRequests");
+// The connection a response went out on (a response lets go of its socket before 'close').
+const responseSocket = Symbol("responseSocket");
+type Http1Socket = net.Socket & { [openRequests]?: number };
+type CountedSocket = net.Socket & { [openRequests]: number };
+type Http1Response = ServerResponse & { [responseSocket]: CountedSocket };
+
 export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpListener> {
   const { logger } = opts;
   const firstByteTimeoutMs = opts.firstByteTimeoutMs ?? defaultFirstByteTimeoutMs;
@@ -56,33 +64,37 @@ export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpL
   // Connections whose first bytes have not arrived yet; they hold no request, so close() drops them.
   const undecided = new Set<net.Socket>();
   const http1Sockets = new Set<net.Socket>();
-  // HTTP/1 requests open per connection, so a drained connection can be closed at once.
-  const http1Open = new Map<net.Socket, number>();
   const http1Responses = new Set<ServerResponse>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let inFlight = 0;
 
+  // The bookkeeping rides on the objects themselves, with one shared 'close' listener. A closure,
+  // `once` and a Map entry per request made this listener cost a bare server's 204 answer 6.8 µs
+  // more server CPU a request; now 2.5 (medians of 12 interleaved runs each: 44.7, 51.5, 47.2 µs).
+  const onHttp2Close = () => {
+    inFlight--;
+  };
+  function onHttp1Close(this: ServerResponse) {
+    inFlight--;
+    http1Responses.delete(this);
+    const socket = (this as Http1Response)[responseSocket];
+    const open = --socket[openRequests];
+    // Headers went out before close() began, so the client may think the connection reusable.
+    if (open === 0 && closing) socket.destroySoon();
+  }
+
   const serve: HttpHandler = (req, res) => {
     inFlight++;
-    const http1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as net.Socket);
-    if (http1Socket) {
-      http1Open.set(http1Socket, (http1Open.get(http1Socket) ?? 0) + 1);
+    if (req.httpVersionMajor === 2) {
+      res.once("close", onHttp2Close);
+    } else {
+      const socket = req.socket as CountedSocket;
+      socket[openRequests] = (socket[openRequests] ?? 0) + 1;
+      (res as Http1Response)[responseSocket] = socket;
       http1Responses.add(res as ServerResponse);
       if (closing) (res as ServerResponse).setHeader("Connection", "close");
+      res.on("close", onHttp1Close);
     }
-    res.once("close", () => {
-      inFlight--;
-      if (!http1Socket) return;
-      http1Responses.delete(res as ServerResponse);
-      const open = (http1Open.get(http1Socket) ?? 1) - 1;
-      if (open > 0) {
-        http1Open.set(http1Socket, open);
-        return;
-      }
-      http1Open.delete(http1Socket);
-      // Headers went out before close() began, so the client may think the connection reusable.
-      if (closing) http1Socket.destroySoon();
-    });
     try {
       handler(req, res);
     } catch (error) {
@@ -179,7 +191,7 @@ export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpL
       // An idle keep-alive connection holds no request: a request racing this gets a reset, as
       // with Node's own server.close().
       for (const socket of http1Sockets) {
-        if (!http1Open.has(socket)) socket.destroy();
+        if (!(socket as Http1Socket)[openRequests]) socket.destroy();
       }
       for (const res of http1Responses) {
         if (!res.headersSent) res.setHeader("Connection", "close");
