@@ -158,13 +158,29 @@ describe("a worker killed with SIGKILL in the middle of a batch", () => {
     const first = spawnWorker();
     await sendBatch(0);
     await eventually("the first worker to start storing", () => storedCount(beacon.orm, site!.id), (n) => n > 0, 90_000, diagnostics);
-    // The rest arrive while the worker runs, and go on arriving after it is killed.
-    const sending = (async () => {
-      for (let b = 1; b < BATCHES; b++) await sendBatch(b);
-    })();
-    await eventually("the first worker to store some batches", () => storedCount(beacon.orm, site!.id), (n) => n >= 3 * BATCH_SIZE, 90_000, diagnostics);
-    first.kill("SIGKILL");
-    await exited(first);
+    // Hold the worker in the middle of its next batch (enriched, sessions assigned, its COPY
+    // waiting for this lock), so the kill lands there however fast the worker is.
+    const locker = await (await sqlPool(beacon.orm)).connect();
+    let sending: Promise<void> = Promise.resolve();
+    try {
+      await locker.query("begin");
+      // The partitions, not the parent: a worker creating partitions ahead must not wait too.
+      const { rows: partitions } = await locker.query("select inhrelid::regclass::text as name from pg_inherits where inhparent = 'events'::regclass");
+      await locker.query(`lock table ${partitions.map((p: { name: string }) => p.name).join(", ")} in share mode`);
+      // The rest arrive while the worker runs, and go on arriving after it is killed.
+      sending = (async () => {
+        for (let b = 1; b < BATCHES; b++) await sendBatch(b);
+      })();
+      // Asked on another connection: within the locker's transaction pg_stat_activity is a snapshot.
+      const lockerPid = Number((await locker.query("select pg_backend_pid() as pid")).rows[0].pid);
+      const waiting = async () => Number((await (await sqlPool(beacon.orm)).query("select count(*) as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid)) and query ilike 'copy%'", [lockerPid])).rows[0].n);
+      await eventually("the worker's store to wait for the lock", waiting, (n) => n > 0, 90_000, diagnostics);
+      first.kill("SIGKILL");
+      await exited(first);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
     const storedAtKill = await storedCount(beacon.orm, site!.id);
     expect(storedAtKill).toBeLessThan(BATCHES * BATCH_SIZE);
     // The job it was working on is still claimed by the dead worker: it was killed mid-batch.
