@@ -7,11 +7,11 @@ import { fileURLToPath } from "node:url";
 /** The repository's root directory. */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** A positive number from the environment, or `fallback` when unset. */
-export function envNumber(name: string, fallback: number): number {
+/** A positive number (or zero, where `zeroMeansNone`) from the environment, or `fallback` when unset. */
+export function envNumber(name: string, fallback: number, zeroMeansNone = false): number {
   const raw = process.env[name];
   const value = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroMeansNone)) throw new Error(`${name} must be a positive number${zeroMeansNone ? " or 0" : ""}, got "${raw}"`);
   return value;
 }
 

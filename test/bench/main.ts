@@ -52,7 +52,7 @@ const root = resolve(here, "../..");
 const SECONDS = envNumber("BENCH_SECONDS", 12);
 const WARMUP_SECONDS = envNumber("BENCH_WARMUP_SECONDS", 2);
 /** Unmeasured single-event load on a fresh Beacon before its first phase (0: none). */
-const BEACON_WARMUP_SECONDS = envNumber("BENCH_BEACON_WARMUP_SECONDS", 10);
+const BEACON_WARMUP_SECONDS = envNumber("BENCH_BEACON_WARMUP_SECONDS", 10, true);
 const CONNECTIONS = envNumber("BENCH_CONNECTIONS", 128);
 /** Connections the open-loop phase may use: enough that requests rarely wait for one. */
 const RATE_CONNECTIONS = envNumber("BENCH_RATE_CONNECTIONS", 256);
@@ -550,15 +550,17 @@ async function main(): Promise<void> {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const only: PhaseResult[] = [];
       const refLines: string[] = [];
-      if (ONLY.some((name) => name !== "bare")) await warmUp();
+      const isReference = (name: string) => name === "bare" || name === "listen";
+      if (ONLY.some((name) => !isReference(name))) await warmUp();
       for (const name of ONLY) {
-        if (name === "bare") {
-          // This machine's yardstick: the bare node:http server, as in the full run.
-          const bare = await runReference("http", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/");
-          refLines.push(`bare node:http: ${fmtInt(bare.result.okInWindow / (bare.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(bare.result.latency.p50)}/${fmtMs(bare.result.latency.p99)} ms`);
+        if (isReference(name)) {
+          // This machine's yardstick: the bare node:http server (or it behind Beacon's listener), as in the full run.
+          const ref = await runReference(name === "bare" ? "http" : "listen", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/");
+          const serverUs = (((ref.cpu.groups["reference server"] ?? 0) / 100) * ref.cpu.wallMs * 1000) / Math.max(ref.result.okTotal, 1);
+          refLines.push(`${name === "bare" ? "bare node:http" : "Beacon's listener"}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
           continue;
         }
-        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, ${Object.keys(phaseRunners).join(", ")})`);
+        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, listen, ${Object.keys(phaseRunners).join(", ")})`);
         only.push(await phaseRunners[name as keyof typeof phaseRunners]());
       }
       const lines = only.map((p) => {
@@ -820,7 +822,7 @@ async function main(): Promise<void> {
         "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
         "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
         "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
-        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10), BENCH_NO_DOC=1, BENCH_ONLY=bare,single,rate,track,batch (just those phases, `bare` the bare node:http reference; figures printed, nothing written).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,listen,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `listen` it behind Beacon's listener; figures printed, nothing written).",
         "",
       ].join("\n");
       writeDocSection("Ingestion", section);
