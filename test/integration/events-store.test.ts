@@ -49,6 +49,28 @@ describe("storeEvents", () => {
     expect(rows[1]).toMatchObject({ event_id: "plain", revenue: null });
   });
 
+  it("stores each field in its own column", async () => {
+    const ts = Date.parse("2026-11-20T09:00:00.001Z");
+    const texts = {
+      hostname: "h.example", pathname: "/pathname", title: "title", referrer: "https://ref.example/", referrerSource: "referrerSource",
+      referrerMedium: "referrerMedium", utmSource: "utmSource", utmMedium: "utmMedium", utmCampaign: "utmCampaign", utmTerm: "utmTerm",
+      utmContent: "utmContent", clickId: "clickId", country: "FR", region: "region", city: "city", browser: "browser",
+      browserVersion: "browserVersion", os: "os", osVersion: "osVersion", deviceType: "deviceType", screen: "screen", language: "language",
+    };
+    await storeEvents(pool, [event("columns", { ...texts, name: "signup", ts, receivedAt: ts + 2_500, sessionStartedAt: ts, visitorId: 7n, sessionId: 8n, classification: 2, props: { k: "v" }, revenue: 3.25 })]);
+    const { rows } = await pool.query(
+      `select to_jsonb(e) - 'ts' - 'received_at' as row, (extract(epoch from ts) * 1000)::int8::text as ts, (extract(epoch from received_at) * 1000)::int8::text as received_at
+       from events e where site_id = $1 and event_id = 'columns'`,
+      [SITE],
+    );
+    const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    expect(rows[0].row).toEqual({
+      site_id: SITE, event_id: "columns", name: "signup", visitor_id: 7, session_id: 8, classification: 2, props: { k: "v" }, revenue: 3.25,
+      ...Object.fromEntries(Object.entries(texts).map(([key, value]) => [snake(key), value])),
+    });
+    expect([rows[0].ts, rows[0].received_at]).toEqual([String(ts), String(ts + 2_500)]);
+  });
+
   it("counts a batch's duplicates and earlier copies once, and adds them to their sessions once", async () => {
     const a = event("dup-a", { sessionId: 99n, ts: Date.parse("2026-11-20T11:00:00Z"), sessionStartedAt: Date.parse("2026-11-20T11:00:00Z") });
     const b = event("dup-b", { sessionId: 99n, ts: Date.parse("2026-11-20T11:01:00Z"), sessionStartedAt: Date.parse("2026-11-20T11:00:00Z"), pathname: "/b" });
