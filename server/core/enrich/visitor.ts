@@ -43,33 +43,45 @@ export function createVisitorHasher(secret: string): VisitorHasher {
   const saltFor = (day: string): Buffer => salts.get(day, () => hmac(secret, "salt:" + day));
   const saltHexes = new BoundedCache<string>(8);
   const saltHex = (day: string): string => saltHexes.get(day, () => saltFor(day).toString("hex"));
-  // An HMAC costs a few µs, most of it setting up the key; the accept path and the worker ask
-  // for the same visitor's id again and again, so ids are remembered (keyed by everything that
-  // goes into them, so a hit is always the value the HMAC would give).
-  const ids = new BoundedCache<bigint>(ID_CACHE_SIZE);
   const days = new BoundedCache<string>(8);
   const dayOf = (ms: number): string => {
     const n = Math.floor(ms / DAY_MS);
     return days.get(String(n), () => utcDay(new Date(n * DAY_MS)));
   };
+  const visitorId = (siteId: string, ip: string, userAgent: string, day: string): bigint =>
+    first63Bits(hmac(saltFor(day), `${siteId}\0${ip}\0${userAgent}`));
 
-  const visitorId = (siteId: string, ip: string, userAgent: string, day: string): bigint => {
-    const data = `${siteId}\0${ip}\0${userAgent}`;
-    return ids.get(`${day}\0${data}`, () => first63Bits(hmac(saltFor(day), data)));
-  };
+  // An HMAC costs a few µs, most of it setting up the key; the worker asks for the same
+  // visitor's ids again and again, so they are remembered. One lookup by the visitor's data
+  // finds both ids of a day: two lookups by day-prefixed keys cost 1.7 µs an event (flattening
+  // and hashing ~190 characters each), this one half that. A pair of another day is worked out
+  // again, so a hit is always what the HMACs would give.
+  const pairs = new BoundedCache<{ dayNumber: number; today: bigint; yesterday: bigint }>(ID_CACHE_SIZE);
+  const clientIds = new BoundedCache<bigint>(ID_CACHE_SIZE);
+  let last = { siteId: "", ip: "", userAgent: "", pair: { dayNumber: NaN, today: 0n, yesterday: 0n } };
 
   return {
     visitorId,
     visitorIdsAround(siteId, ip, userAgent, at) {
       const ms = at.getTime();
-      return {
-        today: visitorId(siteId, ip, userAgent, dayOf(ms)),
-        yesterday: visitorId(siteId, ip, userAgent, dayOf(ms - DAY_MS)),
-      };
+      const dayNumber = Math.floor(ms / DAY_MS);
+      // A batch often holds one visitor's events (a backend's or an app's flush): the last
+      // visitor's pair is checked first, with no key to build at all.
+      if (siteId === last.siteId && ip === last.ip && userAgent === last.userAgent && dayNumber === last.pair.dayNumber) {
+        return { today: last.pair.today, yesterday: last.pair.yesterday };
+      }
+      const pair = pairs.get(`${siteId}\0${ip}\0${userAgent}`, () => ({ dayNumber: NaN, today: 0n, yesterday: 0n }));
+      if (pair.dayNumber !== dayNumber) {
+        pair.today = visitorId(siteId, ip, userAgent, dayOf(ms));
+        pair.yesterday = visitorId(siteId, ip, userAgent, dayOf(ms - DAY_MS));
+        pair.dayNumber = dayNumber;
+      }
+      last = { siteId, ip, userAgent, pair };
+      return { today: pair.today, yesterday: pair.yesterday };
     },
     clientVisitorId(siteId, clientId) {
       const data = `client:${siteId}\0${clientId}`;
-      return ids.get(data, () => first63Bits(hmac(secret, data)));
+      return clientIds.get(data, () => first63Bits(hmac(secret, data)));
     },
     visitorKey(siteId, identity, ip, userAgent, day) {
       // The day's salt keeps IP and agent unrecoverable; a client id's key does not change at midnight.

@@ -45,6 +45,17 @@ describe("visitor hasher", () => {
     });
   });
 
+  it("gives each of a run of visitors its own ids, however they alternate", () => {
+    const at = new Date("2024-03-02T12:00:00Z");
+    const visitors: [string, string, string][] = [
+      ["site-1", "203.0.113.7", UA], ["site-1", "203.0.113.7", UA], ["site-1", "203.0.113.8", UA], ["site-1", "203.0.113.7", UA],
+      ["site-1", "203.0.113.7", UA + " x"], ["site-2", "203.0.113.7", UA + " x"], ["site-2", "203.0.113.7", UA + " x"],
+    ];
+    for (const [site, ip, ua] of visitors) {
+      expect(hasher.visitorIdsAround(site, ip, ua, at)).toEqual({ today: hasher.visitorId(site, ip, ua, "2024-03-02"), yesterday: hasher.visitorId(site, ip, ua, "2024-03-01") });
+    }
+  });
+
   it("derives client visitor ids without a daily salt", () => {
     const a = hasher.clientVisitorId("site-1", "client-abc");
     expect(a).toBe(createVisitorHasher("test-secret").clientVisitorId("site-1", "client-abc"));
@@ -57,16 +68,25 @@ describe("visitor hasher", () => {
     expect(hasher.utcDay(new Date("2024-03-02T00:00:00Z"))).toBe("2024-03-02");
   });
 
-  it("remembers ids without changing them, past its cache size", () => {
+  it("remembers ids without changing them, past its cache size and across midnight", () => {
     const remembering = createVisitorHasher("test-secret");
-    const ips = Array.from({ length: 60_000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
-    const first = ips.map((ip) => remembering.visitorId("site-1", ip, UA, "2024-03-01"));
-    // Again, now partly remembered and partly forgotten: the same ids, and those of a fresh hasher.
-    expect(ips.map((ip) => remembering.visitorId("site-1", ip, UA, "2024-03-01"))).toEqual(first);
     const fresh = createVisitorHasher("test-secret");
-    for (const i of [0, 9_999, 10_000, 59_999]) expect(fresh.visitorId("site-1", ips[i], UA, "2024-03-01")).toBe(first[i]);
+    const ips = Array.from({ length: 120_000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    const march2 = new Date("2024-03-02T10:00:00Z");
+    const first = ips.map((ip) => remembering.visitorIdsAround("site-1", ip, UA, march2));
+    // Again, now partly remembered and partly forgotten: the same ids, and those of the HMACs.
+    expect(ips.map((ip) => remembering.visitorIdsAround("site-1", ip, UA, march2))).toEqual(first);
+    for (const i of [0, 9_999, 60_000, 119_999]) {
+      expect(first[i]).toEqual({ today: fresh.visitorId("site-1", ips[i], UA, "2024-03-02"), yesterday: fresh.visitorId("site-1", ips[i], UA, "2024-03-01") });
+    }
+    // A remembered visitor on the next day (and back): that day's pair, not the remembered one.
+    const last = ips[119_999];
+    expect(remembering.visitorIdsAround("site-1", last, UA, new Date("2024-03-03T00:00:01Z"))).toEqual({
+      today: fresh.visitorId("site-1", last, UA, "2024-03-03"),
+      yesterday: first[119_999].today,
+    });
+    expect(remembering.visitorIdsAround("site-1", last, UA, new Date("2024-03-02T23:59:59Z"))).toEqual(first[119_999]);
     expect(remembering.clientVisitorId("site-1", "c")).toBe(fresh.clientVisitorId("site-1", "c"));
-    expect(remembering.visitorIdsAround("site-1", ips[1], UA, new Date("2024-03-02T00:00:00Z")).yesterday).toBe(first[1]);
   });
 
   it("gives rate-limit keys that group exactly as visitor ids do", () => {
