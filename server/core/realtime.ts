@@ -41,9 +41,15 @@ export interface RealtimeSnapshot {
 /** One site's share of a recorded batch. */
 interface SiteBatch {
   lastSeen: Map<string, number>;
-  page: Map<string, { ts: number; where: string }>;
-  firstOther: Map<string, string>;
+  /** Each visitor's latest pageview, and the first other event of a visitor without one. */
+  page: Map<string, RealtimeEvent>;
+  firstOther: Map<string, RealtimeEvent>;
   minutes: Map<number, number>;
+}
+
+/** Where a visitor is, as the `where` hash keeps it. */
+function whereOf(e: RealtimeEvent): string {
+  return JSON.stringify([e.pathname, e.country, e.referrerSource]);
 }
 
 export class RealtimeState {
@@ -68,12 +74,13 @@ export class RealtimeState {
       site.lastSeen.set(visitor, Math.max(site.lastSeen.get(visitor) ?? 0, e.ts));
       if (e.name === "pageview") {
         // The visitor's latest pageview says where it is; an older one of the batch never wins.
+        // Only the winners are written out (below): one visitor's batch has hundreds of pageviews.
         const current = site.page.get(visitor);
-        if (!current || e.ts >= current.ts) site.page.set(visitor, { ts: e.ts, where: JSON.stringify([e.pathname, e.country, e.referrerSource]) });
+        if (!current || e.ts >= current.ts) site.page.set(visitor, e);
         const minute = Math.floor(e.ts / MINUTE) * MINUTE;
         site.minutes.set(minute, (site.minutes.get(minute) ?? 0) + 1);
       } else if (!site.firstOther.has(visitor)) {
-        site.firstOther.set(visitor, JSON.stringify([e.pathname, e.country, e.referrerSource]));
+        site.firstOther.set(visitor, e);
       }
     }
     if (sites.size === 0) return;
@@ -83,9 +90,9 @@ export class RealtimeState {
       const where = this.key(siteId, "where");
       // GT: a late event never moves a visitor's last-seen time backwards.
       pipeline.zadd(active, "GT", ...[...site.lastSeen].flatMap(([visitor, ts]) => [ts, visitor]));
-      if (site.page.size > 0) pipeline.hset(where, ...[...site.page].flatMap(([visitor, p]) => [visitor, p.where]));
+      if (site.page.size > 0) pipeline.hset(where, ...[...site.page].flatMap(([visitor, e]) => [visitor, whereOf(e)]));
       // Other events place a visitor only until a pageview does.
-      for (const [visitor, entry] of site.firstOther) if (!site.page.has(visitor)) pipeline.hsetnx(where, visitor, entry);
+      for (const [visitor, e] of site.firstOther) if (!site.page.has(visitor)) pipeline.hsetnx(where, visitor, whereOf(e));
       for (const [minute, count] of site.minutes) {
         pipeline.incrby(this.key(siteId, `pv:${minute}`), count);
         pipeline.pexpire(this.key(siteId, `pv:${minute}`), (MINUTES_KEPT + 2) * MINUTE);
