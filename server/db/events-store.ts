@@ -217,12 +217,16 @@ interface SessionDelta {
 
 function sessionDeltas(events: StoredEvent[]): SessionDelta[] {
   const bySession = new Map<string, SessionDelta>();
+  let d: SessionDelta | undefined;
   for (const e of events) {
-    const key = `${e.siteId}/${e.sessionStartedAt}/${e.sessionId}`;
-    let d = bySession.get(key);
-    if (!d) {
-      d = { siteId: e.siteId, sessionId: e.sessionId, visitorId: e.visitorId, startedAt: e.sessionStartedAt, endedAt: e.ts, entryPage: "", entryTs: Infinity, exitPage: "", exitTs: -Infinity, pageviews: 0, events: 0, first: e };
-      bySession.set(key, d);
+    // Runs of one session's events (a visitor's batch) find it without building its key.
+    if (!d || e.sessionId !== d.sessionId || e.sessionStartedAt !== d.startedAt || e.siteId !== d.siteId) {
+      const key = `${e.siteId}/${e.sessionStartedAt}/${e.sessionId}`;
+      d = bySession.get(key);
+      if (!d) {
+        d = { siteId: e.siteId, sessionId: e.sessionId, visitorId: e.visitorId, startedAt: e.sessionStartedAt, endedAt: e.ts, entryPage: "", entryTs: Infinity, exitPage: "", exitTs: -Infinity, pageviews: 0, events: 0, first: e };
+        bySession.set(key, d);
+      }
     }
     d.events++;
     d.endedAt = Math.max(d.endedAt, e.ts);
