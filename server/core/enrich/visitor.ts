@@ -59,6 +59,7 @@ export function createVisitorHasher(secret: string): VisitorHasher {
   const pairs = new BoundedCache<{ dayNumber: number; today: bigint; yesterday: bigint }>(ID_CACHE_SIZE);
   const clientIds = new BoundedCache<bigint>(ID_CACHE_SIZE);
   let last = { siteId: "", ip: "", userAgent: "", pair: { dayNumber: NaN, today: 0n, yesterday: 0n } };
+  let lastKey: { siteId: string; identity: string; ip: string; userAgent: string; day: string; key: string } | undefined;
 
   return {
     visitorId,
@@ -84,9 +85,15 @@ export function createVisitorHasher(secret: string): VisitorHasher {
       return clientIds.get(data, () => first63Bits(hmac(secret, data)));
     },
     visitorKey(siteId, identity, ip, userAgent, day) {
+      // A request's events mostly share a visitor (often the request's own address and agent):
+      // the last key is reused for the same inputs, saving a hash (~1.4 µs) per event of a batch.
+      const k = lastKey;
+      if (k && siteId === k.siteId && identity === k.identity && ip === k.ip && userAgent === k.userAgent && day === k.day) return k.key;
       // The day's salt keeps IP and agent unrecoverable; a client id's key does not change at midnight.
       const data = identity ? `c\0${siteId}\0${identity}` : `d\0${siteId}\0${ip}\0${userAgent}`;
-      return hash("sha256", (identity ? secret : saltHex(day)) + "\0" + data, "base64url").slice(0, 22);
+      const key = hash("sha256", (identity ? secret : saltHex(day)) + "\0" + data, "base64url").slice(0, 22);
+      lastKey = { siteId, identity, ip, userAgent, day, key };
+      return key;
     },
     // Asked once per accepted request: remembered per day rather than formatted each time.
     utcDay: (at) => dayOf(at.getTime()),

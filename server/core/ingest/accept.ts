@@ -179,18 +179,8 @@ export class Acceptor {
     const day = hasher.utcDay(new Date(ctx.receivedAt));
     const perVisitor = new Map<string, { events: number; custom: number }>();
     let custom = 0;
-    // A batch's events mostly share a visitor (often the request's own address and agent): the
-    // previous event's key is reused when the visitor is the same, saving a hash (~1.4 µs).
-    let previous: { identity: string; ip: string; userAgent: string; who: string } | undefined;
     for (const hit of hits) {
-      const identity = hit.userId || hit.clientId;
-      let who: string;
-      if (previous && identity === previous.identity && hit.ip === previous.ip && hit.userAgent === previous.userAgent) {
-        who = previous.who;
-      } else {
-        who = hasher.visitorKey(site.id, identity, hit.ip, hit.userAgent, day);
-        previous = { identity, ip: hit.ip, userAgent: hit.userAgent, who };
-      }
+      const who = hasher.visitorKey(site.id, hit.userId || hit.clientId, hit.ip, hit.userAgent, day);
       let counts = perVisitor.get(who);
       if (!counts) perVisitor.set(who, (counts = { events: 0, custom: 0 }));
       counts.events++;

@@ -114,6 +114,24 @@ describe("visitor hasher", () => {
     expect(base).not.toContain("203");
   });
 
+  it("gives each rate-limit key its own inputs when consecutive calls differ in one of them", () => {
+    const fresh = () => createVisitorHasher("test-secret");
+    // Each call differs from the one before in exactly one input.
+    const calls: [string, string, string, string, string][] = [
+      ["site-1", "", "203.0.113.7", UA, "2024-03-01"],
+      ["site-1", "", "203.0.113.7", UA, "2024-03-01"],
+      ["site-2", "", "203.0.113.7", UA, "2024-03-01"],
+      ["site-2", "", "203.0.113.8", UA, "2024-03-01"],
+      ["site-2", "", "203.0.113.8", UA + " x", "2024-03-01"],
+      ["site-2", "", "203.0.113.8", UA + " x", "2024-03-02"],
+      ["site-2", "client-abc", "203.0.113.8", UA + " x", "2024-03-02"],
+      ["site-2", "client-abd", "203.0.113.8", UA + " x", "2024-03-02"],
+    ];
+    for (const [site, identity, ip, ua, day] of calls) {
+      expect(hasher.visitorKey(site, identity, ip, ua, day)).toBe(fresh().visitorKey(site, identity, ip, ua, day));
+    }
+  });
+
   it("rejects an empty secret", () => {
     expect(() => createVisitorHasher("")).toThrow();
   });
