@@ -38,6 +38,8 @@ export interface BeaconConfig {
   workerLockMs: number;
   /** Ingest batches a worker process enriches at once. */
   ingestConcurrency: number;
+  /** Stores of ready ingest batches (group commits) a worker process runs side by side (3: see DEFAULT_PARALLEL_STORES). */
+  ingestParallelStores: number;
   /** New events are held, then refused (503, Retry-After), while one accepted now would wait longer than this to be taken; 0 = never. */
   ingestMaxQueueWaitMs: number;
   /** Read rollups in reports (off: every report computed from raw events). */
@@ -129,6 +131,7 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", 1000, 1, 100_000),
     workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
     ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 16, 1, 64),
+    ingestParallelStores: integer(env, "INGEST_PARALLEL_STORES", 3, 1, 16),
     ingestMaxQueueWaitMs: integer(env, "INGEST_MAX_QUEUE_WAIT_MS", 800, 0, 3_600_000),
     reportRollups: oneOf(env, "REPORT_ROLLUPS", ["on", "off"] as const, "on") === "on",
   };

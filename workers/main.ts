@@ -36,6 +36,8 @@ export interface WorkerDeps {
   geoCityDbPath?: string;
   /** Enrichment batches processed at once (each is hundreds of events). */
   ingestConcurrency?: number;
+  /** Group commits (stores of ready batches) run side by side. */
+  ingestParallelStores?: number;
   /** A dead worker's batch is retried by another after this long. */
   lockMs?: number;
   onStored?: (events: StoredEvent[]) => Promise<void>;
@@ -77,6 +79,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     hasher: deps.hasher,
     sites: new SiteDirectory(deps.orm),
     logger,
+    parallelStores: deps.ingestParallelStores,
     onStored: async (events) => {
       await realtime.record(events);
       // After the realtime state, so a stream reacting to the message reads figures that include it.

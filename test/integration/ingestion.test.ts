@@ -391,8 +391,8 @@ describe("sessions", () => {
     /** What realtime state and live streams were told: the event ids of each call. */
     const told: string[][] = [];
 
-    beforeAll(async () => {
-      processBatch = createIngestProcessor({
+    const processor = async (parallelStores?: number) =>
+      createIngestProcessor({
         orm: beacon.orm,
         redis: beacon.connection(),
         prefix: beacon.prefix,
@@ -400,10 +400,14 @@ describe("sessions", () => {
         hasher: beacon.hasher,
         sites: new SiteDirectory(beacon.orm),
         logger: createLogger({ level: "silent" }),
+        parallelStores,
         onStored: async (events) => {
           told.push(events.map((e) => e.eventId));
         },
       });
+
+    beforeAll(async () => {
+      processBatch = await processor();
     });
 
     function hit(site: TestSite, eventId: string, path: string, ts: number, name = "pageview"): RawHit {
@@ -429,7 +433,8 @@ describe("sessions", () => {
     }
 
     let jobs = 0;
-    const run = (hits: RawHit[]) => processBatch({ id: `test-${++jobs}`, data: { hits }, attemptsMade: 0, opts: { attempts: 45 } } as unknown as Job<IngestBatchJob>);
+    const runOn = (process: typeof processBatch, hits: RawHit[]) => process({ id: `test-${++jobs}`, data: { hits }, attemptsMade: 0, opts: { attempts: 45 } } as unknown as Job<IngestBatchJob>);
+    const run = (hits: RawHit[]) => runOn(processBatch, hits);
 
     it("stores its events once and does not count them into their session twice", async () => {
       const site = await createSite("retry");
@@ -473,12 +478,26 @@ describe("sessions", () => {
       expect(results).toEqual(jobs.map(() => ({ stored: 2, duplicates: 0, deadLettered: 0 })));
       const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
       expect(events).toHaveLength(12);
-      // The first two jobs are stored at once, side by side; the four ready meanwhile share one commit.
-      expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(3);
+      // The first three jobs are stored at once, side by side; the three ready meanwhile share one commit.
+      expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(4);
       expect(new Set(events.map((e) => e.session_id)).size).toBe(1);
       const sessions = await sessionsOf(site);
       expect(sessions).toHaveLength(1);
       expect(sessions[0]).toMatchObject({ entry_page: "/p0", exit_page: "/q5", pageviews: 12, events: 12, duration_seconds: 11 * 60 });
+    });
+
+    it("runs no more stores side by side than it is told to (INGEST_PARALLEL_STORES)", async () => {
+      const oneStore = await processor(1);
+      const site = await createSite("one-store");
+      const start = at(1, 11);
+      const jobs = Array.from({ length: 6 }, (_, j) => [hit(site, `s${j}`, `/s${j}`, start + j * MINUTE)]);
+      const results = await Promise.all(jobs.map((hits) => runOn(oneStore, hits)));
+      expect(results).toEqual(jobs.map(() => ({ stored: 1, duplicates: 0, deadLettered: 0 })));
+      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      expect(events).toHaveLength(6);
+      // The first job is stored alone; the five ready while it was being stored wait and share the next commit.
+      expect(new Set(events.map((e) => e.tx)).size).toBe(2);
+      expect((await sessionsOf(site))[0]).toMatchObject({ entry_page: "/s0", exit_page: "/s5", pageviews: 6 });
     });
 
     it("lets one bad job in a group fail alone: the others are stored, its bad event goes to the dead letters", async () => {
