@@ -112,21 +112,34 @@ ${c(e.clickId)}\t${c(e.country)}\t${c(e.region)}\t${c(e.city)}\t${c(e.browser)}\
 ${c(e.language)}\t${e.classification}\t${c(JSON.stringify(e.props))}\t${e.revenue ?? "\\N"}\t${isoTime(e.receivedAt)}\n`;
 }
 
-/** The batch as COPY text: one line per event. */
-function copyText(events: StoredEvent[]): string {
-  let text = "";
-  for (const e of events) text += copyLine(e);
-  return text;
+/** Rows per encoded piece of COPY data (about 20 KB of events). */
+const COPY_CHUNK_ROWS = 64;
+
+/**
+ * Rows as COPY text, UTF-8 encoded a few dozen rows at a time. The whole batch as one string (a
+ * rope of thousands of pieces, hundreds of KB) cost more to flatten and encode than the rows took
+ * to format: 4.0 against 1.8 µs an event all told, on 2,300 events; 16 rows a piece cost 2.2 µs,
+ * 256 rows 2.1.
+ */
+function copyData<T>(rows: readonly T[], line: (row: T) => string): Buffer {
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < rows.length; i += COPY_CHUNK_ROWS) {
+    const end = Math.min(i + COPY_CHUNK_ROWS, rows.length);
+    let text = "";
+    for (let j = i; j < end; j++) text += line(rows[j]);
+    pieces.push(Buffer.from(text));
+  }
+  return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
 }
 
 /**
- * COPYs a batch's text in one piece (a few hundred KB at most). Resolves once Postgres is ready
+ * COPYs a batch's data in one piece (a few hundred KB at most). Resolves once Postgres is ready
  * for the next statement; rejects with Postgres' error (and its SQLSTATE) if the COPY failed,
  * the connection then taking the next statement as usual.
  */
-async function copyEvents(client: PoolClient, sql: string, text: string): Promise<void> {
+async function copyEvents(client: PoolClient, sql: string, data: Buffer): Promise<void> {
   const copy = client.query(copyFrom(sql));
-  copy.end(text);
+  copy.end(data);
   await finished(copy);
 }
 
@@ -134,7 +147,7 @@ async function copyEvents(client: PoolClient, sql: string, text: string): Promis
  * The slow path, in the transaction the fast path's COPY failed in: starts it again and stores
  * only the events not stored yet. Returns those, each once (a copy sent twice counts as the first).
  */
-async function insertNewEvents(client: PoolClient, events: StoredEvent[], text: string): Promise<StoredEvent[]> {
+async function insertNewEvents(client: PoolClient, events: StoredEvent[], data: Buffer): Promise<StoredEvent[]> {
   // Nothing but the failed COPY happened in the transaction: rolling it back loses nothing, and
   // is simpler (and cheaper for the fast path) than a savepoint before every COPY.
   await client.query("rollback");
@@ -143,7 +156,7 @@ async function insertNewEvents(client: PoolClient, events: StoredEvent[], text: 
     staged.add(client);
   }
   await client.query("begin");
-  await copyEvents(client, COPY_STAGE_SQL, text);
+  await copyEvents(client, COPY_STAGE_SQL, data);
   const inserted = await client.query<{ site_id: string; ms: string; event_id: string }>({ name: "beacon-insert-events", text: INSERT_EVENTS_SQL });
   const fresh = new Set(inserted.rows.map((r) => `${r.site_id}/${r.ms}/${r.event_id}`));
   // A batch may carry the same event twice (a client resending within one request): the insert
@@ -241,13 +254,9 @@ function sessionDeltas(events: StoredEvent[]): SessionDelta[] {
 }
 
 /** The deltas as COPY text rows, in SESSION_COLUMNS order. */
-function sessionsCopyText(deltas: SessionDelta[]): string {
-  let text = "";
-  for (const d of deltas) {
-    const f = d.first;
-    text += `${d.siteId}\t${d.sessionId}\t${d.visitorId}\t${isoTime(d.startedAt)}\t${isoTime(d.endedAt)}\t${copyField(d.entryPage)}\t${d.entryTs === Infinity ? "\\N" : isoTime(d.entryTs)}\t${copyField(d.exitPage)}\t${d.exitTs === -Infinity ? "\\N" : isoTime(d.exitTs)}\t${d.pageviews}\t${d.events}\t${copyField(f.referrerSource)}\t${copyField(f.referrerMedium)}\t${copyField(f.utmSource)}\t${copyField(f.utmMedium)}\t${copyField(f.utmCampaign)}\t${copyField(f.utmTerm)}\t${copyField(f.utmContent)}\t${copyField(f.country)}\t${copyField(f.region)}\t${copyField(f.city)}\t${copyField(f.browser)}\t${copyField(f.os)}\t${copyField(f.deviceType)}\t${f.classification}\n`;
-  }
-  return text;
+function sessionCopyLine(d: SessionDelta): string {
+  const f = d.first;
+  return `${d.siteId}\t${d.sessionId}\t${d.visitorId}\t${isoTime(d.startedAt)}\t${isoTime(d.endedAt)}\t${copyField(d.entryPage)}\t${d.entryTs === Infinity ? "\\N" : isoTime(d.entryTs)}\t${copyField(d.exitPage)}\t${d.exitTs === -Infinity ? "\\N" : isoTime(d.exitTs)}\t${d.pageviews}\t${d.events}\t${copyField(f.referrerSource)}\t${copyField(f.referrerMedium)}\t${copyField(f.utmSource)}\t${copyField(f.utmMedium)}\t${copyField(f.utmCampaign)}\t${copyField(f.utmTerm)}\t${copyField(f.utmContent)}\t${copyField(f.country)}\t${copyField(f.region)}\t${copyField(f.city)}\t${copyField(f.browser)}\t${copyField(f.os)}\t${copyField(f.deviceType)}\t${f.classification}\n`;
 }
 
 const DAY_MS = 86_400_000;
@@ -286,7 +295,7 @@ async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<Stor
   await ensureDays(pool, events);
   const client = await pool.connect();
   try {
-    const text = copyText(events);
+    const data = copyData(events, copyLine);
     // Outside the transaction, so a rollback never takes the table away from a connection
     // that remembers having made it.
     if (!sessionsStaged.has(client)) {
@@ -297,16 +306,16 @@ async function insertEvents(pool: Pool, events: StoredEvent[]): Promise<Set<Stor
     let newEvents: StoredEvent[];
     try {
       // The partitions exist (ensureDays): if the COPY succeeds, every event was new (and none twice).
-      await copyEvents(client, COPY_EVENTS_SQL, text);
+      await copyEvents(client, COPY_EVENTS_SQL, data);
       newEvents = events;
     } catch (err) {
       // Any other error (a bad value: 22…) goes up with its SQLSTATE, as the slow path's would.
       if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
-      newEvents = await insertNewEvents(client, events, text);
+      newEvents = await insertNewEvents(client, events, data);
     }
     const deltas = sessionDeltas(newEvents);
     if (deltas.length > 0) {
-      await copyEvents(client, COPY_SESSIONS_STAGE_SQL, sessionsCopyText(deltas));
+      await copyEvents(client, COPY_SESSIONS_STAGE_SQL, copyData(deltas, sessionCopyLine));
       await client.query({ name: "beacon-upsert-sessions", text: UPSERT_SESSIONS_SQL });
     }
     // An event changes its own hour's rollup and, through its session, the session's start hour.

@@ -118,3 +118,15 @@ describe("storeEvents' fast and slow paths", () => {
     expect(rows[0].country).toBe('C"');
   });
 });
+
+describe("a batch larger than one piece of COPY data", () => {
+  it("stores every row, escapes and all, across the pieces it is encoded in", async () => {
+    // 150 events: the data goes out in several pieces, the last one short.
+    const batch = Array.from({ length: 150 }, (_, i) => event(`big-${i}`, 100n + BigInt(i % 7), i, { title: `T\t${i}\\\n€${"x".repeat(i)}` }));
+    expect(await storeEvents(pool, batch)).toBe(150);
+    const { rows } = await pool.query("select event_id, title from events where site_id = $1 and event_id like 'big-%'", [SITE]);
+    expect(new Map(rows.map((r: { event_id: string; title: string }) => [r.event_id, r.title]))).toEqual(new Map(batch.map((e) => [e.eventId, e.title])));
+    const sessions = await pool.query("select sum(events)::int as n, count(*)::int as c from sessions where site_id = $1 and session_id between 100 and 106", [SITE]);
+    expect(sessions.rows[0]).toEqual({ n: 150, c: 7 });
+  });
+});
