@@ -222,17 +222,32 @@ export const JOB_NAMES = {
  * Redis reply is a no-op rather than a second copy.
  */
 export function ingestBatchJobId(hits: readonly RawHit[]): string {
-  // One string hashed once: three native update() calls per event cost more than the hashing.
-  let keys = "";
-  for (const hit of hits) keys += `${hit.siteId}/${hit.eventId}\n`;
-  return `batch-${createHash("sha256").update(keys).digest("hex").slice(0, 32)}`;
+  return `batch-${keysDigest(hits, (hit) => `${hit.siteId}/${hit.eventId}\n`)}`;
 }
 
 /** Like ingestBatchJobId: derived from the points' keys, so re-adding a batch is a no-op. */
 export function metricBatchJobId(points: readonly AcceptedMetricPoint[]): string {
-  let keys = "";
-  for (const p of points) keys += `${p.siteId}/${p.metric}/${p.ts}/${p.pointId}\n`;
-  return `metric-batch-${createHash("sha256").update(keys).digest("hex").slice(0, 32)}`;
+  return `metric-batch-${keysDigest(points, (p) => `${p.siteId}/${p.metric}/${p.ts}/${p.pointId}\n`)}`;
+}
+
+/** Keys hashed per update() call. */
+const KEYS_PER_UPDATE = 64;
+
+/**
+ * The first 32 hex digits of the sha256 of the items' keys, one after another. Hashed 64 keys
+ * at a time: three native update() calls per key cost more than the hashing, and one string of
+ * a whole batch (a rope of thousands of pieces) cost twice as much to flatten as to hash
+ * (0.33 against 0.11 µs a key, 2,300 keys).
+ */
+function keysDigest<T>(items: readonly T[], key: (item: T) => string): string {
+  const hash = createHash("sha256");
+  for (let i = 0; i < items.length; i += KEYS_PER_UPDATE) {
+    const end = Math.min(i + KEYS_PER_UPDATE, items.length);
+    let keys = "";
+    for (let j = i; j < end; j++) keys += key(items[j]);
+    hash.update(keys);
+  }
+  return hash.digest("hex").slice(0, 32);
 }
 
 /**

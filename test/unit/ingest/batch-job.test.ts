@@ -1,7 +1,8 @@
 // The ingest job's wire form: hits go in column by column through a table of distinct strings,
 // and come out as they went in, whatever they hold; batches queued in the older form still read.
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { hitsOf, ingestBatchJob, type RawHit } from "../../../workers/queues.js";
+import { hitsOf, ingestBatchJob, ingestBatchJobId, type RawHit } from "../../../workers/queues.js";
 
 function hit(over: Partial<RawHit> = {}): RawHit {
   return {
@@ -42,5 +43,25 @@ describe("ingest batch job", () => {
 
   it("holds an empty batch", () => {
     expect(hitsOf(JSON.parse(JSON.stringify(ingestBatchJob([]))))).toEqual([]);
+  });
+});
+
+describe("ingest batch job id", () => {
+  const batch = (n: number, from = 0) => Array.from({ length: n }, (_, i) => hit({ eventId: `e-${from + i}`, siteId: `8f3c2a7e-0000-4000-8000-00000000000${(from + i) % 3}` }));
+
+  it("is the hash of every hit's site and event id, however many there are (the id an earlier version gave the batch)", () => {
+    for (const n of [1, 63, 64, 65, 150, 2_300]) {
+      const hits = batch(n);
+      const keys = hits.map((h) => `${h.siteId}/${h.eventId}\n`).join("");
+      expect(ingestBatchJobId(hits)).toBe(`batch-${createHash("sha256").update(keys).digest("hex").slice(0, 32)}`);
+    }
+  });
+
+  it("is the same for the same batch sent again, and differs when any hit differs", () => {
+    const hits = batch(150);
+    expect(ingestBatchJobId(structuredClone(hits))).toBe(ingestBatchJobId(hits));
+    expect(ingestBatchJobId(hits.slice(0, 149))).not.toBe(ingestBatchJobId(hits));
+    expect(ingestBatchJobId([...hits.slice(0, 149), { ...hits[149], eventId: "other" }])).not.toBe(ingestBatchJobId(hits));
+    expect(ingestBatchJobId([...hits.slice(0, 100), ...hits.slice(101)])).not.toBe(ingestBatchJobId(hits));
   });
 });
