@@ -40,6 +40,8 @@ export interface BeaconConfig {
   ingestConcurrency: number;
   /** Stores of ready ingest batches (group commits) a worker process runs side by side (3: see DEFAULT_PARALLEL_STORES). */
   ingestParallelStores: number;
+  /** How long a free store waits for more ready batches before storing a small group, ms (50: see DEFAULT_STORE_LINGER_MS). */
+  ingestStoreLingerMs: number;
   /** New events are held, then refused (503, Retry-After), while one accepted now would wait longer than this to be taken; 0 = never. */
   ingestMaxQueueWaitMs: number;
   /** Read rollups in reports (off: every report computed from raw events). */
@@ -132,6 +134,7 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
     ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 16, 1, 64),
     ingestParallelStores: integer(env, "INGEST_PARALLEL_STORES", 3, 1, 16),
+    ingestStoreLingerMs: integer(env, "INGEST_STORE_LINGER_MS", 50, 0, 1000),
     ingestMaxQueueWaitMs: integer(env, "INGEST_MAX_QUEUE_WAIT_MS", 800, 0, 3_600_000),
     reportRollups: oneOf(env, "REPORT_ROLLUPS", ["on", "off"] as const, "on") === "on",
   };

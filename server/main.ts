@@ -81,7 +81,7 @@ export async function start(config: BeaconConfig, logger: Logger, out: (line: st
     if (config.role !== "server") {
       // Subscriptions run their queries through the ReportingService, which workers may not import.
       const subscriptionQueries = buildSubscriptionQueryRunner({ orm, redis, config, ingestLagSeconds: () => producer.lagSeconds() });
-      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath, ingestConcurrency: config.ingestConcurrency, ingestParallelStores: config.ingestParallelStores, lockMs: config.workerLockMs, subscriptionQueries });
+      workers = await startWorkers({ orm, connection: () => redisHandle.connection(), prefix: config.redisPrefix, logger, hasher, geoCityDbPath: config.geoCityDbPath, ingestConcurrency: config.ingestConcurrency, ingestParallelStores: config.ingestParallelStores, ingestStoreLingerMs: config.ingestStoreLingerMs, lockMs: config.workerLockMs, subscriptionQueries });
     }
   } catch (err) {
     await listener?.close(0);

@@ -38,6 +38,8 @@ export interface WorkerDeps {
   ingestConcurrency?: number;
   /** Group commits (stores of ready batches) run side by side. */
   ingestParallelStores?: number;
+  /** How long a free store waits for more ready batches before storing a small group, ms. */
+  ingestStoreLingerMs?: number;
   /** A dead worker's batch is retried by another after this long. */
   lockMs?: number;
   onStored?: (events: StoredEvent[]) => Promise<void>;
@@ -80,6 +82,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     sites: new SiteDirectory(deps.orm),
     logger,
     parallelStores: deps.ingestParallelStores,
+    storeLingerMs: deps.ingestStoreLingerMs,
     onStored: async (events) => {
       await realtime.record(events);
       // After the realtime state, so a stream reacting to the message reads figures that include it.

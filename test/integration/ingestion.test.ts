@@ -391,7 +391,7 @@ describe("sessions", () => {
     /** What realtime state and live streams were told: the event ids of each call. */
     const told: string[][] = [];
 
-    const processor = async (parallelStores?: number) =>
+    const processor = async (parallelStores?: number, storeLingerMs?: number) =>
       createIngestProcessor({
         orm: beacon.orm,
         redis: beacon.connection(),
@@ -401,6 +401,7 @@ describe("sessions", () => {
         sites: new SiteDirectory(beacon.orm),
         logger: createLogger({ level: "silent" }),
         parallelStores,
+        storeLingerMs,
         onStored: async (events) => {
           told.push(events.map((e) => e.eventId));
         },
@@ -487,7 +488,8 @@ describe("sessions", () => {
     });
 
     it("runs no more stores side by side than it is told to (INGEST_PARALLEL_STORES)", async () => {
-      const oneStore = await processor(1);
+      // Without waiting for more jobs to join a store (that is the next test's).
+      const oneStore = await processor(1, 0);
       const site = await createSite("one-store");
       const start = at(1, 11);
       const jobs = Array.from({ length: 6 }, (_, j) => [hit(site, `s${j}`, `/s${j}`, start + j * MINUTE)]);
@@ -498,6 +500,32 @@ describe("sessions", () => {
       // The first job is stored alone; the five ready while it was being stored wait and share the next commit.
       expect(new Set(events.map((e) => e.tx)).size).toBe(2);
       expect((await sessionsOf(site))[0]).toMatchObject({ entry_page: "/s0", exit_page: "/s5", pageviews: 6 });
+    });
+
+    it("waits a moment for more ready jobs before storing a small group (INGEST_STORE_LINGER_MS)", async () => {
+      const site = await createSite("linger");
+      const start = at(1, 12);
+      const first = [hit(site, "l0", "/l0", start)];
+      const later = [1, 2].map((j) => [hit(site, `l${j}`, `/l${j}`, start + j * MINUTE)]);
+      // Three free stores: without the wait the first job is stored alone, before the others come.
+      const lingering = await processor(3, 1_000);
+      const firstDone = runOn(lingering, first);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const results = await Promise.all([firstDone, ...later.map((hits) => runOn(lingering, hits))]);
+      expect(results).toEqual([first, ...later].map(() => ({ stored: 1, duplicates: 0, deadLettered: 0 })));
+      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      expect(events).toHaveLength(3);
+      expect(new Set(events.map((e) => e.tx)).size).toBe(1);
+      expect((await sessionsOf(site))[0]).toMatchObject({ entry_page: "/l0", exit_page: "/l2", pageviews: 3 });
+    });
+
+    it("stores at once, without waiting, when enough events are ready", async () => {
+      const site = await createSite("linger-full");
+      const start = at(1, 13);
+      // 2,000 events: a group worth its transaction. Were it to wait the ten minutes, the test would time out.
+      const hits = Array.from({ length: 2_000 }, (_, i) => hit(site, `f${i}`, `/f${i % 10}`, start + i));
+      const lingering = await processor(3, 10 * 60_000);
+      expect(await runOn(lingering, hits)).toEqual({ stored: 2_000, duplicates: 0, deadLettered: 0 });
     });
 
     it("lets one bad job in a group fail alone: the others are stored, its bad event goes to the dead letters", async () => {
