@@ -14,6 +14,15 @@ export interface SqlClient {
 
 const DAY_MS = 86_400_000;
 
+/**
+ * Storage options a table's new partitions are created with. A session's row is updated by
+ * every event of its visit: with room left on its page the update is HOT (the new version stays
+ * on the page, the primary key is not touched, and the old one is pruned in place). Packed full,
+ * an open-loop run at 10,000 single events/s made 8% of its session updates HOT and left the
+ * partition at 32 MB; at fillfactor 85, 42%; at 70, 71%; at 50, 99.9% and 15 MB.
+ */
+export const PARTITION_STORAGE: Partial<Record<PartitionedTable, string>> = { sessions: "fillfactor = 50" };
+
 // Partitions this process knows exist, per client (so per database) and table. Only a hint:
 // a partition dropped by another process is recreated after `isMissingPartitionError`.
 const knownPartitions = new WeakMap<SqlClient, Map<PartitionedTable, Set<string>>>();
@@ -99,7 +108,8 @@ export async function ensurePartitions(db: SqlClient, table: PartitionedTable, f
     const to = new Date(day.getTime() + DAY_MS).toISOString();
     try {
       // Identifiers come from the allow-list and a formatted date, never from a request.
-      await db.query(`create table if not exists "${name}" partition of "${table}" for values from ('${from}') to ('${to}')`);
+      const storage = PARTITION_STORAGE[table];
+      await db.query(`create table if not exists "${name}" partition of "${table}" for values from ('${from}') to ('${to}')${storage ? ` with (${storage})` : ""}`);
       created.push(name);
     } catch (error) {
       if (!isAlreadyCreatedError(error)) throw error;

@@ -198,6 +198,48 @@ describe("events partitions", () => {
     expect(await ensurePartitions(pool, "sessions", day("2026-04-02"), day("2026-04-02"))).toEqual(["sessions_p20260402"]);
   });
 
+  it("leaves half of each session page free, so a visit's updates stay on their page (HOT)", async () => {
+    await ensurePartitions(pool, "sessions", day("2026-05-01"), day("2026-05-01"));
+    await ensurePartitions(pool, "events", day("2026-05-01"), day("2026-05-01"));
+    const options = async (name: string) => (await pool.query("select reloptions from pg_class where relname = $1", [name])).rows[0].reloptions;
+    expect(await options("sessions_p20260501")).toEqual(["fillfactor=50"]);
+    expect(await options("events_p20260501")).toBeNull();
+    await pool.query(
+      `insert into sessions (site_id, session_id, visitor_id, started_at, ended_at, classification)
+       select $1, n, n, '2026-05-01T10:00:00Z', '2026-05-01T10:00:00Z', 1 from generate_series(1, 400) n`,
+      [siteId],
+    );
+    // Each session's next event: counted within the transaction, so no wait for the statistics.
+    const client = await pool.connect();
+    try {
+      await client.query("begin");
+      await client.query("update sessions set ended_at = ended_at + interval '1 minute', pageviews = pageviews + 1 where site_id = $1", [siteId]);
+      const { rows } = await client.query("select pg_stat_get_xact_tuples_updated('sessions_p20260501'::regclass)::int as updated, pg_stat_get_xact_tuples_hot_updated('sessions_p20260501'::regclass)::int as hot");
+      await client.query("commit");
+      expect(rows[0].updated).toBe(400);
+      expect(rows[0].hot).toBeGreaterThanOrEqual(390);
+    } finally {
+      client.release();
+    }
+  });
+
+  it("gives the session partitions that existed before the setting the same room (migration)", async () => {
+    const database = await createTestDatabase("fillfactor");
+    const orm = await createOrm({ databaseUrl: database.url });
+    try {
+      const before = migrations.findIndex((m) => m.name === "Migration20261128000000_sessions_fillfactor") - 1;
+      await orm.migrator.up({ to: migrations[before].name });
+      const db = await sqlPool(orm);
+      await db.query(`create table sessions_p20260601 partition of sessions for values from ('2026-06-01T00:00:00Z') to ('2026-06-02T00:00:00Z')`);
+      expect(await migrate(orm)).toEqual(["Migration20261128000000_sessions_fillfactor"]);
+      const { rows } = await db.query("select reloptions from pg_class where relname = 'sessions_p20260601'");
+      expect(rows[0].reloptions).toEqual(["fillfactor=50"]);
+    } finally {
+      await closeOrm(orm);
+      await database.drop();
+    }
+  });
+
   it("names partitions by UTC day", () => {
     expect(partitionName("events", new Date("2026-12-31T23:59:59.999Z"))).toBe("events_p20261231");
     expect(() => partitionName("goals" as never, new Date())).toThrow(/not a partitioned table/);

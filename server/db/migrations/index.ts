@@ -10,6 +10,7 @@ import { Migration20261123010000_rollups } from "./Migration20261123010000_rollu
 import { Migration20261125000000_subscriptions } from "./Migration20261125000000_subscriptions.js";
 import { Migration20261126000000_session_page_times } from "./Migration20261126000000_session_page_times.js";
 import { Migration20261127000000_rollup_blocks } from "./Migration20261127000000_rollup_blocks.js";
+import { Migration20261128000000_sessions_fillfactor } from "./Migration20261128000000_sessions_fillfactor.js";
 
 export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261122232242_records", class: Migration20261122232242_records },
@@ -20,4 +21,5 @@ export const migrations: { name: string; class: Constructor<Migration> }[] = [
   { name: "Migration20261125000000_subscriptions", class: Migration20261125000000_subscriptions },
   { name: "Migration20261126000000_session_page_times", class: Migration20261126000000_session_page_times },
   { name: "Migration20261127000000_rollup_blocks", class: Migration20261127000000_rollup_blocks },
+  { name: "Migration20261128000000_sessions_fillfactor", class: Migration20261128000000_sessions_fillfactor },
 ];
