@@ -23,7 +23,7 @@ import { LiveEventPublisher } from "../server/core/streams/live-events.js";
 import type { SubscriptionQueryRunner } from "../server/core/streams/subscriptions.js";
 import { createSubscriptionDeliveryProcessor, createSubscriptionTickProcessor } from "./processors/subscriptions.js";
 import type { SubscriptionDeliveryJob, SubscriptionTickJob } from "./queues.js";
-import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, QUEUES, reportIngestDrained } from "./queues.js";
+import { cappedExponentialBackoff, DEFAULT_JOB_OPTIONS, type IngestBatchJob, JOB_NAMES, type MaintenanceJob, type MetricBulkJob, type MetricMaintenanceJob, type MetricPointsJob, IngestProgressReports, QUEUES } from "./queues.js";
 
 export interface WorkerDeps {
   orm: MikroORM;
@@ -73,6 +73,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   const realtime = new RealtimeState(deps.connection(), prefix);
   const live = new LiveEventPublisher(deps.connection(), prefix);
   const ingestRedis = deps.connection();
+  const reports = new IngestProgressReports(ingestRedis, prefix);
   const ingest = createIngestProcessor({
     orm: deps.orm,
     redis: ingestRedis,
@@ -81,13 +82,14 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     hasher: deps.hasher,
     sites: new SiteDirectory(deps.orm),
     logger,
+    reports,
     parallelStores: deps.ingestParallelStores,
     storeLingerMs: deps.ingestStoreLingerMs,
-    onStored: async (events) => {
-      await realtime.record(events);
+    onStored: async (batches) => {
+      await realtime.record(batches.flat());
       // After the realtime state, so a stream reacting to the message reads figures that include it.
-      await live.publish(events);
-      await deps.onStored?.(events);
+      await live.publish(batches);
+      for (const events of batches) await deps.onStored?.(events);
     },
   });
   const rollupQueue = new Queue(QUEUES.rollups, { connection: deps.connection(), prefix });
@@ -110,7 +112,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
     settings: { backoffStrategy: (attemptsMade: number) => cappedExponentialBackoff(attemptsMade) },
   });
   // Nothing waits any more: the queue is not behind, whatever the last batch had waited.
-  ingestWorker.on("drained", () => reportIngestDrained(ingestRedis, prefix));
+  ingestWorker.on("drained", () => reports.drained());
   const workers = [
     ingestWorker,
     new Worker<MaintenanceJob>(QUEUES.maintenance, createMaintenanceProcessor(deps.orm), { connection: deps.connection(), prefix, concurrency: 1 }),
@@ -127,6 +129,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<Workers> {
   return {
     async close() {
       await Promise.all(workers.map((worker) => worker.close()));
+      await reports.flush();
       await metricWorkers.close();
       await subscriptionWorkers.close();
       await maintenanceQueue.close();

@@ -1,6 +1,6 @@
 // The accept and store paths batch their Redis work: rate-limit checks of one buffer flush go
 // in one script call, usage counts are summed in memory and written about once a second, and
-// realtime state is written per batch. Each must answer exactly what the one-at-a-time version
+// realtime state is written per batch, and a worker's queue reports go out a few at a time. Each must answer exactly what the one-at-a-time version
 // did. Real Redis, this file's own key prefix.
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
@@ -10,6 +10,7 @@ import type { EnrichedEvent } from "../../server/core/ingest/enrich.js";
 import { SessionTracker } from "../../server/core/ingest/sessions.js";
 import { RealtimeState, type RealtimeEvent } from "../../server/core/realtime.js";
 import { RedisUsage, usageKey } from "../../server/core/usage.js";
+import { IngestProgressReports, ingestEventCountKeys, ingestQueueWaitKey } from "../../workers/queues.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 
 const prefix = `beacon-t-batching-${randomBytes(4).toString("hex")}`;
@@ -300,5 +301,71 @@ describe("RealtimeState.record", () => {
     await state.record([event({ siteId, visitorId: 1n, ts: now - 10_000, pathname: "/old" })], now);
     expect(await redis.zscore(`${prefix}-rt:rt:${siteId}:active`, "1")).toBe(String(now - 500));
     await deleteRedisKeys(redis, `${prefix}-rt`);
+  });
+});
+
+describe("IngestProgressReports", () => {
+  /** Counts the round trips (pipelines sent) a connection makes until `restore()`. */
+  function countRoundTrips(client: Redis): { trips: number; restore(): void } {
+    const counter = { trips: 0, restore: () => {} };
+    const original = client.pipeline.bind(client);
+    client.pipeline = ((...a: Parameters<Redis["pipeline"]>) => {
+      const pipeline = original(...a);
+      const exec = pipeline.exec.bind(pipeline);
+      pipeline.exec = ((...e: Parameters<typeof pipeline.exec>) => {
+        counter.trips++;
+        return exec(...e);
+      }) as typeof pipeline.exec;
+      return pipeline;
+    }) as Redis["pipeline"];
+    counter.restore = () => void (client.pipeline = original as Redis["pipeline"]);
+    return counter;
+  }
+
+  it("sends the batches taken and the queue found empty within its delay in one round trip, with the totals one at a time would give", async () => {
+    const p = `${prefix}:progress1`;
+    const { queued, taken } = ingestEventCountKeys(p);
+    await redis.set(queued, 600);
+    const reports = new IngestProgressReports(redis, p, 10_000);
+    const counter = countRoundTrips(redis);
+    try {
+      reports.taken(120, 100);
+      reports.taken(80, 200);
+      reports.taken(40, 250);
+      // Nothing is written before the delay ends (or a flush).
+      expect(await redis.get(taken)).toBeNull();
+      reports.drained();
+      await reports.flush();
+      expect(counter.trips).toBe(1);
+    } finally {
+      counter.restore();
+    }
+    // 550 taken, then the queue found empty: the taken total catches up with the 600 queued.
+    expect(await redis.get(taken)).toBe("600");
+    expect(await redis.get(ingestQueueWaitKey(p))).toBe("0");
+  });
+
+  it("keeps the last batch's wait and leaves the totals alone when a batch was taken after the queue emptied", async () => {
+    const p = `${prefix}:progress2`;
+    const { queued, taken } = ingestEventCountKeys(p);
+    await redis.set(queued, 900);
+    const reports = new IngestProgressReports(redis, p, 10_000);
+    reports.taken(50, 100);
+    reports.drained();
+    reports.taken(30, 100);
+    await reports.flush();
+    // Batches may wait behind the last one taken: no catch-up, the 700 still waiting stay counted.
+    expect(await redis.get(taken)).toBe("200");
+    expect(await redis.get(ingestQueueWaitKey(p))).toBe("30");
+    // Nothing new: a flush writes nothing.
+    await reports.flush();
+    expect(await redis.get(taken)).toBe("200");
+  });
+
+  it("writes on its own once the delay has passed", async () => {
+    const p = `${prefix}:progress3`;
+    const reports = new IngestProgressReports(redis, p, 5);
+    reports.taken(10, 7);
+    await expect.poll(() => redis.get(ingestEventCountKeys(p).taken), { timeout: 5_000 }).toBe("7");
   });
 });

@@ -17,7 +17,7 @@ import type { IngestSite, SiteDirectory } from "../../server/core/ingest/sites.j
 import { type StoredEvent, storeEventBatches, storeEvents } from "../../server/db/events-store.js";
 import { sqlPool } from "../../server/db/orm.js";
 import type { Logger } from "../../server/logger.js";
-import { hitsOf, type IngestBatchJob, reportIngestTaken } from "../queues.js";
+import { hitsOf, type IngestBatchJob, IngestProgressReports } from "../queues.js";
 
 export interface IngestProcessorDeps {
   orm: MikroORM;
@@ -27,12 +27,17 @@ export interface IngestProcessorDeps {
   hasher: VisitorHasher;
   sites: SiteDirectory;
   logger: Logger;
+  /** Where taken batches are reported for backpressure (default: reports of its own on `redis`). */
+  reports?: Pick<IngestProgressReports, "taken">;
   /** Group commits run side by side (default DEFAULT_PARALLEL_STORES). */
   parallelStores?: number;
   /** How long a free store waits for more jobs before storing a small group, ms (default DEFAULT_STORE_LINGER_MS). */
   storeLingerMs?: number;
-  /** Told of every stored event (realtime state, live streams). */
-  onStored?: (events: StoredEvent[]) => Promise<void>;
+  /**
+   * Told of every stored event (realtime state, live streams): once per store, with each job's
+   * events apart (a group commit stores several jobs; a live stream's message is one job's).
+   */
+  onStored?: (batches: StoredEvent[][]) => Promise<void>;
 }
 
 /** SQLSTATE classes that mean "this data cannot be stored", as opposed to "the database is not there". */
@@ -80,6 +85,7 @@ interface GroupMember {
 
 export function createIngestProcessor(deps: IngestProcessorDeps) {
   const sessions = new SessionTracker(deps.redis, deps.prefix);
+  const reports = deps.reports ?? new IngestProgressReports(deps.redis, deps.prefix);
   let assignments: Promise<unknown> = Promise.resolve();
 
   /** Assigns sessions to one or more jobs' events, in time order across all of them. */
@@ -99,8 +105,9 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
     return rows;
   }
 
-  async function published(rows: StoredEvent[]): Promise<void> {
-    if (deps.onStored && rows.length > 0) await deps.onStored(rows).catch((err: unknown) => deps.logger.warn("realtime update failed", { err: String(err) }));
+  async function published(batches: StoredEvent[][]): Promise<void> {
+    const stored = batches.filter((rows) => rows.length > 0);
+    if (deps.onStored && stored.length > 0) await deps.onStored(stored).catch((err: unknown) => deps.logger.warn("realtime update failed", { err: String(err) }));
   }
 
   // Group commit: jobs that finish enriching while the stores are busy wait for one to end and
@@ -156,10 +163,11 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
       const pool = await sqlPool(deps.orm);
       const rows = await withSessions(group.map((m) => m.prepared));
       const counts = await storeEventBatches(pool, rows);
-      // Told job by job: a live stream's message stays the size of one batch, which a subscriber's
-      // queue is sized for (a group's thousands of events at once would overflow a reader that
-      // keeps up).
-      for (const jobRows of rows) await published(jobRows);
+      // Told once, job by job: a live stream's message stays the size of one batch, which a
+      // subscriber's queue is sized for (a group's thousands of events at once would overflow a
+      // reader that keeps up), while the realtime state and the subscriber check take one round
+      // trip each for the whole group.
+      await published(rows);
       group.forEach((m, i) => m.resolve(counts[i]));
     } catch (err) {
       group.forEach((m) => m.reject(err));
@@ -187,14 +195,14 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
         }
       }
     }
-    await published(rows);
+    await published([rows]);
     return { stored, deadLettered };
   }
 
   return async (job: Job<IngestBatchJob>): Promise<{ stored: number; duplicates: number; deadLettered: number }> => {
     const hits = hitsOf(job.data).sort((a, b) => a.ts - b.ts);
     // Retries waited for their backoff, not for the queue: only first attempts say how far behind it is.
-    if (job.attemptsMade === 0) reportIngestTaken(deps.redis, deps.prefix, Date.now() - job.timestamp, hits.length);
+    if (job.attemptsMade === 0) reports.taken(Date.now() - job.timestamp, hits.length);
     const pool = await sqlPool(deps.orm);
     const sites = new Map<string, IngestSite | undefined>();
     for (const siteId of new Set(hits.map((h) => h.siteId))) sites.set(siteId, await deps.sites.byId(siteId));

@@ -88,21 +88,33 @@ export class LiveEventPublisher {
    * asked for their subscribers first (one command), and only watched sites' events are encoded.
    * The events are stored by then, so a stream that subscribes after the question was answered
    * started after they were stored, and missing them is what it would see anyway.
+   *
+   * `batches` are the batches one store wrote (a group commit): the question is asked once for
+   * all of them, and each batch still goes out as its own message per site, so a message stays
+   * the size of one batch, which a subscriber's queue is sized for.
    */
-  async publish(events: readonly StoredEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const bySite = new Map<string, StoredEvent[]>();
-    for (const event of events) {
-      let list = bySite.get(event.siteId);
-      if (!list) bySite.set(event.siteId, (list = []));
-      list.push(event);
-    }
-    const channels = [...bySite.keys()].map((siteId) => liveEventsChannel(this.prefix, siteId));
-    const counts = (await this.redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
-    const pipeline = this.redis.pipeline();
-    [...bySite.values()].forEach((list, i) => {
-      if (Number(counts[i * 2 + 1]) > 0) pipeline.publish(channels[i], encodeLiveMessage(list.map(toLiveEvent)));
+  async publish(batches: readonly (readonly StoredEvent[])[]): Promise<void> {
+    const bySite = batches.map((events) => {
+      const sites = new Map<string, StoredEvent[]>();
+      for (const event of events) {
+        let list = sites.get(event.siteId);
+        if (!list) sites.set(event.siteId, (list = []));
+        list.push(event);
+      }
+      return sites;
     });
-    if (pipeline.length > 0) await pipeline.exec();
+    const channels = [...new Set(bySite.flatMap((sites) => [...sites.keys()]))].map((siteId) => liveEventsChannel(this.prefix, siteId));
+    if (channels.length === 0) return;
+    const counts = (await this.redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
+    const watched = new Set(channels.filter((_, i) => Number(counts[i * 2 + 1]) > 0));
+    if (watched.size === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const sites of bySite) {
+      for (const [siteId, list] of sites) {
+        const channel = liveEventsChannel(this.prefix, siteId);
+        if (watched.has(channel)) pipeline.publish(channel, encodeLiveMessage(list.map(toLiveEvent)));
+      }
+    }
+    await pipeline.exec();
   }
 }

@@ -22,11 +22,15 @@ describe("live events", () => {
     expect(decodeLiveMessage('{"other":1}')).toEqual([]);
   });
 
-  it("are published one message per watched site per batch, on the site's channel, in the batch's order", async () => {
+  it("are published one message per watched site per batch, in each batch's order, after one question for the whole store", async () => {
     const published: [string, string][] = [];
+    const asked: string[][] = [];
     const watched = new Set(["px:live:a", "px:live:b"]);
     const redis = {
-      pubsub: async (_sub: "NUMSUB", ...channels: string[]) => channels.flatMap((c) => [c, watched.has(c) ? 1 : 0]),
+      pubsub: async (_sub: "NUMSUB", ...channels: string[]) => {
+        asked.push(channels);
+        return channels.flatMap((c) => [c, watched.has(c) ? 1 : 0]);
+      },
       pipeline: () => {
         const pipeline = {
           length: 0,
@@ -40,11 +44,17 @@ describe("live events", () => {
         return pipeline;
       },
     } as unknown as Redis;
-    await new LiveEventPublisher(redis, "px").publish([stored("a", "1"), stored("b", "2"), stored("c", "4"), stored("a", "3")]);
-    // Site c has no subscriber: its events are not even encoded.
+    // Two jobs stored together (a group commit).
+    await new LiveEventPublisher(redis, "px").publish([
+      [stored("a", "1"), stored("b", "2"), stored("c", "4"), stored("a", "3")],
+      [stored("a", "5"), stored("c", "6")],
+    ]);
+    expect(asked).toEqual([["px:live:a", "px:live:b", "px:live:c"]]);
+    // Site c has no subscriber: its events are not even encoded. Each job is its own message.
     expect(published.map(([channel, message]) => [channel, decodeLiveMessage(message).map((e) => e.eventId)])).toEqual([
       ["px:live:a", ["1", "3"]],
       ["px:live:b", ["2"]],
+      ["px:live:a", ["5"]],
     ]);
   });
 });
