@@ -49,6 +49,8 @@ import { envNumber, table, writeDocSection } from "./common.js";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 
+/** What the issue measured a bare node:http server at on the machine its targets assume. */
+const ISSUE_BARE_RPS = 35_000;
 const SECONDS = envNumber("BENCH_SECONDS", 12);
 const WARMUP_SECONDS = envNumber("BENCH_WARMUP_SECONDS", 2);
 /** Unmeasured single-event load on a fresh Beacon before its first phase (0: none). */
@@ -714,6 +716,7 @@ async function main(): Promise<void> {
       `Memory: ${machine.memory}; OS: ${machine.os}`,
       `Node ${machine.node}; ${machine.postgres}; ${machine.redis}`,
       `Load average before the run: ${machine.loadBefore}. ${quietText}`,
+      `Machine speed in this run: bare node:http answered ${fmtInt(rps(bareRef.result))} req/s, ${(rps(bareRef.result) / ISSUE_BARE_RPS).toFixed(2)}× the ~${fmtInt(ISSUE_BARE_RPS)} the issue's targets were set against. This shared machine's speed varies by more than that between runs: an absolute target (single-event req/s above all) is easier in a fast spell, while ratios to the same run's references compare across runs.`,
       `Beacon first warmed by ${BEACON_WARMUP_SECONDS} s of unmeasured single-event load; then each phase: ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured; load generator in its own process, keep-alive HTTP/1.1, no pipelining.`,
     ];
     const figuresTable = table(["Figure", "Measured", "Reference (same run)", "Ratio", "Target", "Result"], figureRows);
