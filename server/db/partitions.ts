@@ -21,7 +21,7 @@ const DAY_MS = 86_400_000;
  * an open-loop run at 10,000 single events/s made 8% of its session updates HOT and left the
  * partition at 32 MB; at fillfactor 85, 42%; at 70, 71%; at 50, 99.9% and 15 MB.
  */
-export const PARTITION_STORAGE: Partial<Record<PartitionedTable, string>> = { sessions: "fillfactor = 50" };
+const PARTITION_STORAGE: Partial<Record<PartitionedTable, string>> = { sessions: "fillfactor = 50" };
 
 // Partitions this process knows exist, per client (so per database) and table. Only a hint:
 // a partition dropped by another process is recreated after `isMissingPartitionError`.

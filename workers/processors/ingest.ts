@@ -113,11 +113,11 @@ export function createIngestProcessor(deps: IngestProcessorDeps) {
   // Group commit: jobs that finish enriching while the stores are busy wait for one to end and
   // are then stored together, in one sessions call and one transaction. Under load the
   // per-transaction cost (round trips to Redis and Postgres, planning, commit) is shared by many
-  // jobs (realtime state and live streams are still told job by job). A free store waits up to
-  // storeLingerMs after the oldest job became ready for others to join it, unless a big enough
-  // group is ready already. A few stores run side by side, so Postgres works on one while the
-  // worker prepares the next. A group that fails sends each job back to be stored on its own, so
-  // one bad job (or its retry policy) never decides for the others.
+  // jobs (realtime state and live streams are told once per store, each job's events apart). A
+  // free store waits up to storeLingerMs after the oldest job became ready for others to join
+  // it, unless a big enough group is ready already. A few stores run side by side, so Postgres
+  // works on one while the worker prepares the next. A group that fails sends each job back to be
+  // stored on its own, so one bad job (or its retry policy) never decides for the others.
   const parallelStores = deps.parallelStores ?? DEFAULT_PARALLEL_STORES;
   const lingerMs = deps.storeLingerMs ?? DEFAULT_STORE_LINGER_MS;
   const waiting: GroupMember[] = [];

@@ -103,16 +103,15 @@ export class LiveEventPublisher {
       }
       return sites;
     });
-    const channels = [...new Set(bySite.flatMap((sites) => [...sites.keys()]))].map((siteId) => liveEventsChannel(this.prefix, siteId));
-    if (channels.length === 0) return;
-    const counts = (await this.redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
-    const watched = new Set(channels.filter((_, i) => Number(counts[i * 2 + 1]) > 0));
+    const siteIds = [...new Set(bySite.flatMap((sites) => [...sites.keys()]))];
+    if (siteIds.length === 0) return;
+    const counts = (await this.redis.pubsub("NUMSUB", ...siteIds.map((siteId) => liveEventsChannel(this.prefix, siteId)))) as (string | number)[];
+    const watched = new Set(siteIds.filter((_, i) => Number(counts[i * 2 + 1]) > 0));
     if (watched.size === 0) return;
     const pipeline = this.redis.pipeline();
     for (const sites of bySite) {
       for (const [siteId, list] of sites) {
-        const channel = liveEventsChannel(this.prefix, siteId);
-        if (watched.has(channel)) pipeline.publish(channel, encodeLiveMessage(list.map(toLiveEvent)));
+        if (watched.has(siteId)) pipeline.publish(liveEventsChannel(this.prefix, siteId), encodeLiveMessage(list.map(toLiveEvent)));
       }
     }
     await pipeline.exec();
