@@ -26,9 +26,21 @@ export class RedisUsage {
 
   /** Adds accepted events, written to Redis within `flushEveryMs`. */
   addEvents(organisationId: string, count: number, at = new Date()): void {
-    const key = usageKey(this.prefix, organisationId, at);
+    const key = this.keyOf(organisationId, at);
     this.pending.set(key, (this.pending.get(key) ?? 0) + count);
     this.schedule();
+  }
+
+  /** The last organisation's key, reused while the month is the same (the accept path asks per request). */
+  private last = { organisationId: "", month: NaN, key: "" };
+
+  private keyOf(organisationId: string, at: Date): string {
+    const month = at.getUTCFullYear() * 12 + at.getUTCMonth();
+    const last = this.last;
+    if (last.organisationId === organisationId && last.month === month) return last.key;
+    const key = usageKey(this.prefix, organisationId, at);
+    this.last = { organisationId, month, key };
+    return key;
   }
 
   private schedule(): void {

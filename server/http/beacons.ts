@@ -54,6 +54,8 @@ export type BeaconRoutes = (req: BeaconRequest, res: BeaconResponse) => boolean;
 interface Answer {
   status: number;
   json?: unknown;
+  /** A JSON body already serialised (the common answers, written without a stringify each time). */
+  jsonText?: string;
   gif?: boolean;
   headers?: Record<string, string>;
 }
@@ -68,7 +70,8 @@ class HttpRefusal extends Error {
 interface Call {
   req: BeaconRequest;
   method: string;
-  query: URLSearchParams;
+  /** The query string without its "?", '' when there is none (most beacons send none). */
+  search: string;
   /** Transport facts (IP, user agent, DNT, Idempotency-Key); endpoints may override IP and agent. */
   ctx: RequestContext;
   /** Set-Cookie values to send with whatever the answer turns out to be. */
@@ -94,6 +97,10 @@ const STATUS_OF: Record<ErrorReason, number> = {
   QUOTA_EXCEEDED: 429,
   UNAVAILABLE: 503,
 };
+
+// /collect's answers (000), serialised once.
+const RECEIVED_ONE = JSON.stringify({ status: "ok", received: 1 });
+const RECEIVED_NONE = JSON.stringify({ status: "ok", received: 0 });
 
 // The smallest transparent GIF (1×1, one transparent colour), as Universal Analytics answers.
 const PIXEL_GIF = Buffer.from("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7", "base64");
@@ -134,14 +141,15 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
 
   /** Measurement-protocol parameters from a JSON object, a form body or the query string. */
   async function readMeasurementParams(call: Call): Promise<Record<string, string | undefined>> {
-    const params = fromSearchParams(call.query);
+    // The body's parameters override the query string's; both land in one fresh object.
+    const params = call.search === "" ? {} : fromSearchParams(new URLSearchParams(call.search));
     if (call.method === "GET") return params;
     const payload = await readPayload(call.req);
-    if (payload.kind === "json") return { ...params, ...measurementParams(jsonObject(payload.value, "body")) };
-    if (payload.kind === "form") return { ...params, ...fromSearchParams(payload.params) };
+    if (payload.kind === "json") return measurementParams(jsonObject(payload.value, "body"), params);
+    if (payload.kind === "form") return Object.assign(params, fromSearchParams(payload.params));
     if (payload.kind === "lines") {
       if (payload.lines.length > 1) throw new InvalidArgumentError("body", "holds more than one hit; send several hits to /batch");
-      return { ...params, ...fromSearchParams(new URLSearchParams(payload.lines[0])) };
+      return Object.assign(params, fromSearchParams(new URLSearchParams(payload.lines[0])));
     }
     return params;
   }
@@ -186,7 +194,7 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
       const result = await acceptor.accept(site, [hit.event], ctx);
       refuseSingle(result, MEASUREMENT_FIELDS);
       if (call.method === "GET") return { status: 200, gif: true };
-      return { status: 200, json: { status: "ok", received: result.ignoredDoNotTrack ? 0 : 1 } };
+      return { status: 200, jsonText: result.ignoredDoNotTrack ? RECEIVED_NONE : RECEIVED_ONE };
     },
   };
 
@@ -363,7 +371,7 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
       const principal = await optionalPrincipal(call.req);
       if (!principal) throw new UnauthenticatedError("an API key is required: send Authorization: <key> or Authorization: Bearer <key>");
       if (!roleAllows(principal.role, "analyst")) throw new PermissionDeniedError(`recording traffic needs a key with the analyst role; this key is ${principal.role}`);
-      const params: Record<string, unknown> = Object.fromEntries(call.query);
+      const params: Record<string, unknown> = Object.fromEntries(new URLSearchParams(call.search));
       const payload = await readPayload(call.req);
       if (payload.kind === "json") Object.assign(params, jsonObject(payload.value, "body"));
       else if (payload.kind === "form") Object.assign(params, Object.fromEntries(payload.params));
@@ -464,6 +472,9 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
       if (answer.gif) {
         headers["Content-Type"] = "image/gif";
         body = PIXEL_GIF;
+      } else if (answer.jsonText !== undefined) {
+        headers["Content-Type"] = "application/json; charset=utf-8";
+        body = answer.jsonText;
       } else if (answer.json !== undefined) {
         headers["Content-Type"] = "application/json; charset=utf-8";
         body = JSON.stringify(answer.json);
@@ -491,7 +502,7 @@ export function createBeaconRoutes(deps: BeaconRoutesDeps): BeaconRoutes {
     const call: Call = {
       req,
       method: (req.method ?? "").toUpperCase(),
-      query: new URLSearchParams(queryAt === -1 ? "" : target.slice(queryAt + 1)),
+      search: queryAt === -1 ? "" : target.slice(queryAt + 1),
       ctx: requestContext(req.headers, clientIp(req)),
       cookies: [],
     };
@@ -601,10 +612,10 @@ function fromSearchParams(params: URLSearchParams): Record<string, string | unde
   return out;
 }
 
-/** A JSON hit's parameters as strings: 000 sends some values as numbers. */
-function measurementParams(body: Record<string, unknown>): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [key, value] of Object.entries(body)) {
+/** A JSON hit's parameters as strings (000 sends some values as numbers), written into `out`. */
+function measurementParams(body: Record<string, unknown>, out: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  for (const key of Object.keys(body)) {
+    const value = body[key];
     if (value === undefined || value === null) continue;
     if (typeof value === "string") out[key] = value;
     else if ((typeof value === "number" && Number.isFinite(value)) || typeof value === "boolean") out[key] = String(value);

@@ -257,6 +257,20 @@ describe("RedisUsage", () => {
     expect(await redis.get(usageKey(prefix, org))).toBe("302");
   });
 
+  it("counts each event under its own organisation and month, however they interleave", async () => {
+    const usage = new RedisUsage(redis, prefix, 60_000);
+    const [a, b] = [`org-${randomBytes(3).toString("hex")}`, `org-${randomBytes(3).toString("hex")}`];
+    const january = new Date(Date.UTC(2026, 0, 31, 23, 59, 59));
+    const february = new Date(Date.UTC(2026, 1, 1, 0, 0, 1));
+    usage.addEvents(a, 1, january);
+    usage.addEvents(a, 2, february);
+    usage.addEvents(b, 4, february);
+    usage.addEvents(a, 8, january);
+    usage.addEvents(b, 16, february);
+    await usage.flush();
+    expect(await redis.mget(usageKey(prefix, a, january), usageKey(prefix, a, february), usageKey(prefix, b, january), usageKey(prefix, b, february))).toEqual(["9", "2", null, "20"]);
+  });
+
   it("writes on its own within the flush interval", async () => {
     const usage = new RedisUsage(redis, prefix, 50);
     const org = `org-${randomBytes(3).toString("hex")}`;

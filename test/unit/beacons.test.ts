@@ -88,6 +88,14 @@ describe("reading each seed's shape", () => {
     expect(calls[0].events[0]).toMatchObject({ name: "pageview", url: "https://shop.example.com/home", title: "Homepage", referrer: "https://google.com", clientId: "555" });
   });
 
+  it("merges /collect's query string with its body, the body's value winning, and puts campaign parameters on the page URL", async () => {
+    const res = await post("/collect?v=1&tid=BK-SHOP&dh=shop.example.com&dp=/from-query&dt=Query&cs=newsletter", { dp: "/from-body", cm: "email", cn: "spring" });
+    expect(res.json).toEqual({ status: "ok", received: 1 });
+    const url = new URL(calls[0].events[0].url);
+    expect([url.pathname, calls[0].events[0].title]).toEqual(["/from-body", "Query"]);
+    expect(Object.fromEntries(url.searchParams)).toEqual({ utm_source: "newsletter", utm_medium: "email", utm_campaign: "spring" });
+  });
+
   it("builds /batch URLs from page on the site's domain, and reads type event as its action", async () => {
     await post("/batch", { tracking_id: "BK-SHOP", events: [{ type: "pageview", page: "/home" }, { type: "event", category: "button", action: "click", label: "signup", value: 2 }] });
     const [view, click] = calls[0].events;

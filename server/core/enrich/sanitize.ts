@@ -72,6 +72,11 @@ function flatten(
   }
 }
 
+function hasOwnKeys(object: object): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return true;
+  return false;
+}
+
 export function sanitizeProperties(
   data: unknown,
   limits: PropertyLimits,
@@ -86,6 +91,8 @@ export function sanitizeProperties(
     return { properties: v === undefined ? {} : { value: v } };
   }
   if (!isPlainObject(data)) return { properties: {} };
+  // Most events (every pageview) carry none: no flattening to do.
+  if (!hasOwnKeys(data)) return { properties: {} };
   flatten(data, "", 1, limits, properties);
   const result = { ...properties };
   const count = Object.keys(result).length;

@@ -94,11 +94,8 @@ export class Acceptor {
     const held = this.deps.backpressure?.admit(ctx.receivedAt);
     if (held) await held;
     const accepted = hits.map((h) => h.hit);
-    await this.pinDuplicateTimes(
-      hits
-        .filter(({ index }) => events[index].timestamp === undefined && (events[index].eventId.trim() !== "" || (events.length === 1 && ctx.idempotencyKey.trim() !== "")))
-        .map((h) => h.hit),
-    );
+    const pinned = this.pinnedHits(events, hits, ctx);
+    if (pinned.length > 0) await this.pinDuplicateTimes(pinned);
     // The rate limits are checked by the buffer's gate when it flushes, for every request of the
     // flush at once; a refused request is rejected with RateLimitedError and nothing of it is queued.
     await this.deps.buffer.add(accepted, this.rateLimitsOf(site, accepted, ctx));
@@ -205,12 +202,22 @@ export class Acceptor {
     return checks;
   }
 
+  /** The hits whose first receive time must be pinned: a client event id (or Idempotency-Key) and no client time. */
+  private pinnedHits(events: IncomingEvent[], hits: { index: number; hit: RawHit }[], ctx: RequestContext): RawHit[] {
+    const keyed = events.length === 1 && ctx.idempotencyKey.trim() !== "";
+    const pinned: RawHit[] = [];
+    for (const { index, hit } of hits) {
+      const event = events[index];
+      if (event.timestamp === undefined && (keyed || event.eventId.trim() !== "")) pinned.push(hit);
+    }
+    return pinned;
+  }
+
   /**
    * A resend of an event with a client id but no client time would get a new receive time and
    * so escape the (site, ts, event id) key; the first time seen is pinned in Redis instead.
    */
   private async pinDuplicateTimes(pinned: RawHit[]): Promise<void> {
-    if (pinned.length === 0) return;
     const pipeline = this.deps.redis.pipeline();
     for (const hit of pinned) pipeline.set(`${this.deps.prefix}:dedupe:${hit.siteId}:${hit.eventId}`, String(hit.ts), "EX", DEDUPE_TTL_SECONDS, "NX", "GET");
     const replies = (await pipeline.exec()) ?? [];

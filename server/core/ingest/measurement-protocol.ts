@@ -68,8 +68,8 @@ export function fromMeasurementProtocol(params: Record<string, string | undefine
   if (tr !== undefined) event.revenue = tr;
   event.currency = params.cu ?? "";
   // Campaign parameters become utm_* on the page URL, where enrichment reads them.
-  const campaign: [string, string | undefined][] = [["utm_source", params.cs], ["utm_medium", params.cm], ["utm_campaign", params.cn], ["utm_term", params.ck], ["utm_content", params.cc], ["gclid", params.gclid]];
-  if (event.url && campaign.some(([, value]) => value)) {
+  if (event.url && (params.cs || params.cm || params.cn || params.ck || params.cc || params.gclid)) {
+    const campaign: [string, string | undefined][] = [["utm_source", params.cs], ["utm_medium", params.cm], ["utm_campaign", params.cn], ["utm_term", params.ck], ["utm_content", params.cc], ["gclid", params.gclid]];
     try {
       const parsed = new URL(event.url);
       for (const [key, value] of campaign) if (value && !parsed.searchParams.has(key)) parsed.searchParams.set(key, value);
