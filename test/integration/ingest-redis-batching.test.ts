@@ -2,7 +2,7 @@
 // in one script call, usage counts are summed in memory and written about once a second, and
 // realtime state is written per batch, and a worker's queue reports go out a few at a time. Each must answer exactly what the one-at-a-time version
 // did. Real Redis, this file's own key prefix.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RateLimit, RateLimiter, type RateVerdict } from "../../server/core/ingest/rate-limit.js";
@@ -184,6 +184,18 @@ describe("SessionTracker.assign", () => {
   const MINUTE = 60_000;
   const event = (siteId: string, visitor: bigint, yesterday: bigint | null, ts: number) => ({ siteId, visitorId: visitor, visitorIdYesterday: yesterday, ts }) as EnrichedEvent;
   const timeouts = (siteId: string) => (siteId === "site-short" ? 10 * MINUTE : 30 * MINUTE);
+
+  it("derives a new session's id from site, visitor and start alone, whatever the key prefix", async () => {
+    // A retried batch (or one retried by a worker of another version) must meet the same ids.
+    const expected = (site: string, visitor: bigint, ts: number) => BigInt(`0x${createHash("sha1").update(`beacon-session/${site}/${visitor}/${ts}`).digest("hex").slice(0, 15)}`);
+    const t0 = Date.now();
+    const assigned = await new SessionTracker(redis, `${prefix}:visit:odd:prefix`).assign([event("site-long", 5n, 55n, t0), event("site-short", 6n, null, t0 + 1), event("site-long", 5n, 55n, t0 + 2)], timeouts);
+    expect(assigned.map((a) => [a.sessionId, a.startedAt, a.visitorId])).toEqual([
+      [expected("site-long", 5n, t0), t0, 5n],
+      [expected("site-short", 6n, t0 + 1), t0 + 1, 6n],
+      [expected("site-long", 5n, t0), t0, 5n],
+    ]);
+  });
 
   it("answers a batch of many visitors' events as it would answer them one call at a time", async () => {
     const t0 = Date.UTC(2026, 10, 23, 23, 0);
