@@ -125,6 +125,11 @@ async function storedEvents(site: TestSite, n: number): Promise<EventRow[]> {
   return rows<EventRow>("select * from events where site_id = $1 order by ts, event_id", [site.id]);
 }
 
+/** The site's events, each with the transaction that stored it (xmin): how the stores grouped them. */
+async function eventsWithTx(site: TestSite): Promise<(EventRow & { tx: string })[]> {
+  return rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+}
+
 async function sessionsOf(site: TestSite): Promise<SessionRow[]> {
   return rows<SessionRow>("select * from sessions where site_id = $1 order by started_at, session_id", [site.id]);
 }
@@ -481,7 +486,7 @@ describe("sessions", () => {
       // stored, and once per store (one round trip for the group, not one per job).
       expect(told.map((ids) => ids.join()).sort()).toEqual(jobs.map((hits) => hits.map((h) => h.eventId).join()).sort());
       expect(results).toEqual(jobs.map(() => ({ stored: 2, duplicates: 0, deadLettered: 0 })));
-      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      const events = await eventsWithTx(site);
       expect(events).toHaveLength(12);
       // The first three jobs are stored at once, side by side; the three ready meanwhile share one commit.
       expect(new Set(events.map((e) => e.tx)).size).toBeLessThanOrEqual(4);
@@ -500,7 +505,7 @@ describe("sessions", () => {
       const jobs = Array.from({ length: 6 }, (_, j) => [hit(site, `s${j}`, `/s${j}`, start + j * MINUTE)]);
       const results = await Promise.all(jobs.map((hits) => runOn(oneStore, hits)));
       expect(results).toEqual(jobs.map(() => ({ stored: 1, duplicates: 0, deadLettered: 0 })));
-      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      const events = await eventsWithTx(site);
       expect(events).toHaveLength(6);
       // The first job is stored alone; the five ready while it was being stored wait and share the next commit.
       expect(new Set(events.map((e) => e.tx)).size).toBe(2);
@@ -518,7 +523,7 @@ describe("sessions", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
       const results = await Promise.all([firstDone, ...later.map((hits) => runOn(lingering, hits))]);
       expect(results).toEqual([first, ...later].map(() => ({ stored: 1, duplicates: 0, deadLettered: 0 })));
-      const events = await rows<EventRow & { tx: string }>("select *, xmin::text as tx from events where site_id = $1", [site.id]);
+      const events = await eventsWithTx(site);
       expect(events).toHaveLength(3);
       expect(new Set(events.map((e) => e.tx)).size).toBe(1);
       expect((await sessionsOf(site))[0]).toMatchObject({ entry_page: "/l0", exit_page: "/l2", pageviews: 3 });

@@ -81,7 +81,6 @@ export function sanitizeProperties(
   data: unknown,
   limits: PropertyLimits,
 ): { properties: Record<string, PropertyValue>; error?: FieldError } {
-  const properties: Record<string, PropertyValue> = Object.create(null);
   if (data === undefined || data === null) return { properties: {} };
   if (typeof data === "string") {
     return { properties: { value: sanitizeString(data, limits.maxValueLength) } };
@@ -93,6 +92,7 @@ export function sanitizeProperties(
   if (!isPlainObject(data)) return { properties: {} };
   // Most events (every pageview) carry none: no flattening to do.
   if (!hasOwnKeys(data)) return { properties: {} };
+  const properties: Record<string, PropertyValue> = Object.create(null);
   flatten(data, "", 1, limits, properties);
   const result = { ...properties };
   const count = Object.keys(result).length;

@@ -105,13 +105,19 @@ export class LiveEventPublisher {
     });
     const siteIds = [...new Set(bySite.flatMap((sites) => [...sites.keys()]))];
     if (siteIds.length === 0) return;
-    const counts = (await this.redis.pubsub("NUMSUB", ...siteIds.map((siteId) => liveEventsChannel(this.prefix, siteId)))) as (string | number)[];
-    const watched = new Set(siteIds.filter((_, i) => Number(counts[i * 2 + 1]) > 0));
+    const channels = siteIds.map((siteId) => liveEventsChannel(this.prefix, siteId));
+    const counts = (await this.redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
+    // The channel of each site someone watches, by site id.
+    const watched = new Map<string, string>();
+    siteIds.forEach((siteId, i) => {
+      if (Number(counts[i * 2 + 1]) > 0) watched.set(siteId, channels[i]);
+    });
     if (watched.size === 0) return;
     const pipeline = this.redis.pipeline();
     for (const sites of bySite) {
       for (const [siteId, list] of sites) {
-        if (watched.has(siteId)) pipeline.publish(liveEventsChannel(this.prefix, siteId), encodeLiveMessage(list.map(toLiveEvent)));
+        const channel = watched.get(siteId);
+        if (channel !== undefined) pipeline.publish(channel, encodeLiveMessage(list.map(toLiveEvent)));
       }
     }
     await pipeline.exec();
