@@ -422,6 +422,47 @@ describe("listen: graceful close", () => {
     expect(statuses).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
   });
 
+  it("tells every HTTP/1.1 answer still open at close() to end its connection, after others left out of order", async () => {
+    // Each request waits for its own gate; /b is answered first, from between /a and /c.
+    const gates = new Map<string, () => void>();
+    const opened = new Map<string, Promise<void>>();
+    for (const path of ["/a", "/b", "/c"]) opened.set(path, new Promise<void>((resolve) => gates.set(path, resolve)));
+    const server = await listen((req, res) => {
+      void opened.get(req.url ?? "")!.then(() => {
+        res.writeHead(200, { "Content-Type": "text/plain" });
+        res.end(req.url);
+      });
+    }, { port: 0, host: "127.0.0.1" });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 3 });
+    try {
+      const answers = new Map<string, ReturnType<typeof http1Post>>();
+      for (const path of ["/a", "/b", "/c"]) {
+        answers.set(path, http1Post(server.port, path, "", agent));
+        await until(() => server.inFlight() === answers.size);
+      }
+      gates.get("/b")!();
+      const b = await answers.get("/b")!;
+      expect(b.body).toBe("/b");
+      expect(b.headers.connection).toBe("keep-alive");
+      await until(() => server.inFlight() === 2);
+
+      const closing = server.close(5_000);
+      gates.get("/a")!();
+      gates.get("/c")!();
+      for (const path of ["/a", "/c"]) {
+        const answer = await answers.get(path)!;
+        expect(answer.body).toBe(path);
+        expect(answer.headers.connection).toBe("close");
+      }
+      await closing;
+      expect(server.inFlight()).toBe(0);
+    } finally {
+      agent.destroy();
+      for (const open of gates.values()) open();
+      await server.close(100);
+    }
+  });
+
   it("destroys what is still open when the timeout passes", async () => {
     const { health, release } = gated();
     const { server, baseUrl, logLines } = await start({ health });
