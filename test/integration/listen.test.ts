@@ -428,9 +428,10 @@ describe("listen: graceful close", () => {
     const opened = new Map<string, Promise<void>>();
     for (const path of ["/a", "/b", "/c"]) opened.set(path, new Promise<void>((resolve) => gates.set(path, resolve)));
     const server = await listen((req, res) => {
-      void opened.get(req.url ?? "")!.then(() => {
-        res.writeHead(200, { "Content-Type": "text/plain" });
-        res.end(req.url);
+      const path = req.url ?? "";
+      void opened.get(path)!.then(() => {
+        (res as http.ServerResponse).writeHead(200, { "Content-Type": "text/plain" });
+        res.end(path);
       });
     }, { port: 0, host: "127.0.0.1" });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 3 });
