@@ -15,7 +15,9 @@
 // Knobs (environment): BENCH_SECONDS (measured window per phase, 12), BENCH_WARMUP_SECONDS (2),
 // BENCH_CONNECTIONS (single-event connections, closed loop, 128), BENCH_RATE_CONNECTIONS
 // (the open-loop phase at the target rate, 256), BENCH_RATE (that phase at another rate, for
-// diagnosis: nothing is written), BENCH_BATCH_CONNECTIONS (8),
+// diagnosis: nothing is written), BENCH_NODE_FLAGS (Node/V8 flags for Beacon's server and worker,
+// e.g. --trace-gc-nvp, for diagnosis: their stdout is copied to a file, nothing is written),
+// BENCH_BATCH_CONNECTIONS (8),
 // BENCH_BATCH_SIZE (500), BENCH_DRAIN_SECONDS (how long a phase waits for its events to be stored, 60), BENCH_PROFILE=1 (CPU-profile the server and worker during each
 // Beacon phase and print where the time went; profiling slows them, so figures from such a run
 // are marked), BENCH_TRACE=1 (time each ingest step, Redis command and Postgres statement in the
@@ -26,7 +28,7 @@
 // docs), BENCH_NO_DOC=1 (do not rewrite docs/benchmarks.md).
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -68,7 +70,8 @@ const WHATIF = (process.env.BENCH_WHATIF ?? "").trim();
 const ONLY = (process.env.BENCH_ONLY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 /** Diagnosis only: the open-loop phase's rate, where it is not the target's (never written to the doc). */
 const RATE_OVERRIDE = process.env.BENCH_RATE ? envNumber("BENCH_RATE", 10_000) : undefined;
-const WRITE_DOC = process.env.BENCH_NO_DOC !== "1" && WHATIF === "" && ONLY.length === 0 && RATE_OVERRIDE === undefined;
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+const WRITE_DOC = process.env.BENCH_NO_DOC !== "1" && WHATIF === "" && ONLY.length === 0 && RATE_OVERRIDE === undefined && NODE_FLAGS.length === 0;
 /** Requests one phase may send at most, whatever the rate (a bound, not a target). */
 const MAX_REQUESTS = 2_000_000;
 /** How long a phase waits for its accepted events to be stored. */
@@ -99,7 +102,9 @@ interface Child {
 const children = new Set<ChildProcess>();
 
 function spawnTs(file: string, args: string[], opts: { env?: Record<string, string>; ipc?: boolean; stdin?: boolean } = {}): Child {
-  const proc = spawn(process.execPath, ["--import", "tsx", join(here, file), ...args], {
+  const beacon = file === "beacon-proc.ts";
+  const flags = beacon ? NODE_FLAGS : [];
+  const proc = spawn(process.execPath, [...flags, "--import", "tsx", join(here, file), ...args], {
     cwd: root,
     env: { ...process.env, ...opts.env },
     stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(opts.ipc ? (["ipc"] as const) : [])],
@@ -109,6 +114,12 @@ function spawnTs(file: string, args: string[], opts: { env?: Record<string, stri
   const stdoutLines: string[] = [];
   const waiters: { match: (v: Record<string, unknown>) => boolean; resolve: (v: Record<string, unknown>) => void }[] = [];
   let outBuf = "";
+  if (flags.length > 0) {
+    // What the flags print (--trace-gc-nvp, say) goes to the process's stdout: kept whole in a file.
+    const copy = join(os.tmpdir(), `beacon-bench-${opts.env?.BEACON_ROLE ?? "beacon"}-${proc.pid}.out`);
+    proc.stdout!.pipe(createWriteStream(copy));
+    log(`${opts.env?.BEACON_ROLE ?? "beacon"} runs with ${flags.join(" ")}; its stdout is copied to ${copy}`);
+  }
   proc.stdout!.setEncoding("utf8");
   proc.stdout!.on("data", (chunk: string) => {
     outBuf += chunk;
@@ -829,7 +840,7 @@ async function main(): Promise<void> {
         "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
         "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
         "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
-        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,listen,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `listen` it behind Beacon's listener; figures printed, nothing written).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_NODE_FLAGS (Node/V8 flags for the Beacon processes, e.g. --trace-gc-nvp, whose output is copied to a file; diagnosis only, never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,listen,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `listen` it behind Beacon's listener; figures printed, nothing written).",
         "",
       ].join("\n");
       writeDocSection("Ingestion", section);
