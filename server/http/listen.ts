@@ -8,6 +8,7 @@ import http2 from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Logger } from "../logger.js";
+import { LinkedSet } from "./linked-set.js";
 
 export type HttpHandler = (
   req: IncomingMessage | Http2ServerRequest,
@@ -52,52 +53,7 @@ const openRequests = Symbol("openRequests");
 const responseSocket = Symbol("responseSocket");
 type Http1Socket = net.Socket & { [openRequests]?: number };
 type CountedSocket = net.Socket & { [openRequests]: number };
-type Http1Response = ServerResponse & { [responseSocket]: CountedSocket } & Partial<Linked>;
-
-const next = Symbol("next");
-const prev = Symbol("prev");
-interface Linked {
-  [next]: Linked;
-  [prev]: Linked;
-}
-
-/**
- * The HTTP/1 responses still open, for close() to tell them to end their connection: a ring
- * threaded through the responses themselves, O(1) to join and leave, left on 'close'.
- *
- * A Set did this job before, and it kept answered requests alive: at 5,000 keep-alive
- * requests/s (each waiting ~10 ms for its answer), the server promoted ~10 MB of answered
- * requests and responses to the old generation at every scavenge, and each scavenge paused the
- * event loop 30–40 ms (V8's --trace-gc-nvp; the same server without the Set: nothing promoted,
- * pauses under 1 ms). The Set's own entries were deleted on time; what it left behind in its
- * discarded hash tables apparently lived on until a full GC. Links a response drops itself do not.
- */
-class OpenResponses implements Linked {
-  [next]: Linked = this;
-  [prev]: Linked = this;
-
-  add(res: Http1Response): void {
-    const linked = res as Http1Response & Linked;
-    linked[prev] = this;
-    linked[next] = this[next];
-    this[next][prev] = linked;
-    this[next] = linked;
-  }
-
-  delete(res: Http1Response): void {
-    const before = res[prev];
-    const after = res[next];
-    if (!before || !after) return;
-    before[next] = after;
-    after[prev] = before;
-    res[prev] = undefined;
-    res[next] = undefined;
-  }
-
-  *[Symbol.iterator](): IterableIterator<Http1Response> {
-    for (let at = this[next]; at !== this; at = at[next]) yield at as Http1Response & Linked;
-  }
-}
+type Http1Response = ServerResponse & { [responseSocket]: CountedSocket };
 
 export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpListener> {
   const { logger } = opts;
@@ -105,11 +61,13 @@ export function listen(handler: HttpHandler, opts: ListenOptions): Promise<HttpL
   const shutdown = new AbortController();
   let closing: Promise<void> | undefined;
 
-  const sockets = new Set<net.Socket>();
+  // Connections and open responses come and go by the thousand a second: LinkedSet, not Set,
+  // so what has left is not kept alive for the garbage collector to copy (see linked-set.ts).
+  const sockets = new LinkedSet<net.Socket>();
   // Connections whose first bytes have not arrived yet; they hold no request, so close() drops them.
-  const undecided = new Set<net.Socket>();
-  const http1Sockets = new Set<net.Socket>();
-  const http1Responses = new OpenResponses();
+  const undecided = new LinkedSet<net.Socket>();
+  const http1Sockets = new LinkedSet<net.Socket>();
+  const http1Responses = new LinkedSet<Http1Response>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let inFlight = 0;
 
