@@ -169,7 +169,8 @@ describe("webhook delivery", () => {
       expect(receiver.received.slice(0, 2).map(pageviewsIn)).toEqual([1, 1]);
       const envelope = JSON.parse(receiver.received[1].body) as Record<string, unknown>;
       expect(envelope).toMatchObject({ subscriptionId: subscription!.id, siteId: site.id });
-      const { deliveries } = await viewer.listDeliveries({ siteId: site.id, subscriptionId: subscription!.id });
+      // The receiver sees a delivery before the worker logs its answer: wait for the log to catch up.
+      const { deliveries } = await eventually("both attempts logged", () => viewer.listDeliveries({ siteId: site.id, subscriptionId: subscription!.id }), (r) => r.deliveries.length >= 2);
       expect(deliveries.map((d) => [d.attempt, d.statusCode, d.succeeded])).toEqual([[2, 204, true], [1, 500, false]]);
       expect(deliveries[1].error).toContain("500");
       expect(deliveries.map((d) => d.id)).toEqual([receiver.received[1].deliveryId, receiver.received[0].deliveryId]);
@@ -202,7 +203,7 @@ describe("webhook delivery", () => {
       expect(last.signature).toBe(`t=${t},v1=${createHmac("sha256", secret).update(`${t}.${last.body}`).digest("hex")}`);
       expect(verifySignature("whsec_wrong", last.body, last.signature)).toBe(false);
 
-      const log = await viewer.listDeliveries({ siteId: site.id, subscriptionId: subscription!.id, pageSize: 1000 });
+      const log = await eventually("every attempt logged", () => viewer.listDeliveries({ siteId: site.id, subscriptionId: subscription!.id, pageSize: 1000 }), (r) => r.deliveries.length >= receiver.received.length, 10_000);
       expect(log.deliveries.length).toBe(receiver.received.length);
       expect(log.deliveries.filter((d) => d.succeeded).length).toBe(successes.length);
     } finally {
