@@ -16,19 +16,10 @@ export class LinkedSet<T extends object> implements Iterable<T> {
   private readonly next = Symbol("next");
   private readonly prev = Symbol("prev");
   private readonly head: Node = {};
-  private count = 0;
 
   constructor() {
     this.head[this.next] = this.head;
     this.head[this.prev] = this.head;
-  }
-
-  get size(): number {
-    return this.count;
-  }
-
-  has(item: T): boolean {
-    return (item as unknown as Node)[this.next] !== undefined;
   }
 
   add(item: T): this {
@@ -39,7 +30,6 @@ export class LinkedSet<T extends object> implements Iterable<T> {
     node[this.next] = first;
     first[this.prev] = node;
     this.head[this.next] = node;
-    this.count++;
     return this;
   }
 
@@ -52,7 +42,6 @@ export class LinkedSet<T extends object> implements Iterable<T> {
     after[this.prev] = before;
     node[this.prev] = undefined;
     node[this.next] = undefined;
-    this.count--;
     return true;
   }
 

@@ -102,8 +102,7 @@ interface Child {
 const children = new Set<ChildProcess>();
 
 function spawnTs(file: string, args: string[], opts: { env?: Record<string, string>; ipc?: boolean; stdin?: boolean } = {}): Child {
-  const beacon = file === "beacon-proc.ts";
-  const flags = beacon ? NODE_FLAGS : [];
+  const flags = file === "beacon-proc.ts" ? NODE_FLAGS : [];
   const proc = spawn(process.execPath, [...flags, "--import", "tsx", join(here, file), ...args], {
     cwd: root,
     env: { ...process.env, ...opts.env },
@@ -116,9 +115,10 @@ function spawnTs(file: string, args: string[], opts: { env?: Record<string, stri
   let outBuf = "";
   if (flags.length > 0) {
     // What the flags print (--trace-gc-nvp, say) goes to the process's stdout: kept whole in a file.
-    const copy = join(os.tmpdir(), `beacon-bench-${opts.env?.BEACON_ROLE ?? "beacon"}-${proc.pid}.out`);
+    const role = opts.env?.BEACON_ROLE ?? "beacon";
+    const copy = join(os.tmpdir(), `beacon-bench-${role}-${proc.pid}.out`);
     proc.stdout!.pipe(createWriteStream(copy));
-    log(`${opts.env?.BEACON_ROLE ?? "beacon"} runs with ${flags.join(" ")}; its stdout is copied to ${copy}`);
+    log(`${role} runs with ${flags.join(" ")}; its stdout is copied to ${copy}`);
   }
   proc.stdout!.setEncoding("utf8");
   proc.stdout!.on("data", (chunk: string) => {
