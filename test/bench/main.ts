@@ -14,8 +14,8 @@
 //
 // Knobs (environment): BENCH_SECONDS (measured window per phase, 12), BENCH_WARMUP_SECONDS (2),
 // BENCH_CONNECTIONS (single-event connections, closed loop, 128), BENCH_RATE_CONNECTIONS
-// (the open-loop phase at the target rate, 256), BENCH_RATE (that phase at another rate, for
-// diagnosis: nothing is written), BENCH_NODE_FLAGS (Node/V8 flags for Beacon's server and worker,
+// (the open-loop phase at the target rate, and the bare node:http reference run the same way,
+// 256), BENCH_RATE (that phase at another rate, for diagnosis: nothing is written), BENCH_NODE_FLAGS (Node/V8 flags for Beacon's server and worker,
 // e.g. --trace-gc-nvp, for diagnosis: their stdout is copied to a file, nothing is written),
 // BENCH_BATCH_CONNECTIONS (8),
 // BENCH_BATCH_SIZE (500), BENCH_DRAIN_SECONDS (how long a phase waits for its events to be stored, 60), BENCH_PROFILE=1 (CPU-profile the server and worker during each
@@ -386,12 +386,14 @@ async function main(): Promise<void> {
 
     // --- References: bare node:http, Beacon's listener, no-op Connect
     const refNamed = (ref: Child) => () => ({ "reference server": [ref.pid], "beacon server (idle)": [server!.pid], "beacon worker (idle)": [worker!.pid], "bench main": [process.pid] });
-    const runReference = async (mode: string, scenario: Scenario, path?: string) => {
-      log(`reference: ${mode}`);
+    // Closed loop with the single-event phase's connections, or open loop (ratePerSec) with the rate phase's.
+    const runReference = async (mode: string, scenario: Scenario, path?: string, ratePerSec?: number) => {
+      log(`reference: ${mode}${ratePerSec ? ` at ${fmtInt(ratePerSec)} req/s (open loop)` : ""}`);
       const ref = spawnTs("ref-server.ts", [mode]);
       try {
         const ready = await ref.line((v) => v.bench === "ready", 60_000);
-        return await runLoadgen({ ...baseLoad, port: Number(ready.port), connections: CONNECTIONS, scenario, path, seed: seed++ }, refNamed(ref), benchPgPids);
+        const connections = ratePerSec ? RATE_CONNECTIONS : CONNECTIONS;
+        return await runLoadgen({ ...baseLoad, port: Number(ready.port), connections, scenario, path, seed: seed++, ratePerSec }, refNamed(ref), benchPgPids);
       } finally {
         await stopChild(ref);
       }
@@ -522,6 +524,7 @@ async function main(): Promise<void> {
     };
 
     // Each Beacon phase on a site of its own; the full run takes them all, BENCH_ONLY the named ones.
+    const rate = RATE_OVERRIDE ?? TARGETS.beaconRps;
     const phaseRunners = {
       single: async () => {
         const site = await makeSite("single");
@@ -531,7 +534,6 @@ async function main(): Promise<void> {
       // schedule (open loop), as independent browsers send them, whatever the answers' pace.
       rate: async () => {
         const site = await makeSite("rate");
-        const rate = RATE_OVERRIDE ?? TARGETS.beaconRps;
         return runBeaconPhase("rate", `single-event beacon at ${fmtInt(rate)} req/s (open loop): ${singleLabel}`, "rate", single(site), site, RATE_CONNECTIONS, rate);
       },
       track: async () => {
@@ -567,17 +569,17 @@ async function main(): Promise<void> {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const only: PhaseResult[] = [];
       const refLines: string[] = [];
-      const isReference = (name: string) => name === "bare" || name === "listen";
+      const isReference = (name: string) => name === "bare" || name === "bare-rate" || name === "listen";
       if (ONLY.some((name) => !isReference(name))) await warmUp();
       for (const name of ONLY) {
         if (isReference(name)) {
           // This machine's yardstick: the bare node:http server (or it behind Beacon's listener), as in the full run.
-          const ref = await runReference(name === "bare" ? "http" : "listen", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/");
+          const ref = await runReference(name === "listen" ? "listen" : "http", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/", name === "bare-rate" ? rate : undefined);
           const serverUs = (((ref.cpu.groups["reference server"] ?? 0) / 100) * ref.cpu.wallMs * 1000) / Math.max(ref.result.okTotal, 1);
-          refLines.push(`${name === "bare" ? "bare node:http" : "Beacon's listener"}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
+          refLines.push(`${name === "listen" ? "Beacon's listener" : name === "bare-rate" ? `bare node:http at ${fmtInt(rate)} req/s (open loop)` : "bare node:http"}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
           continue;
         }
-        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, listen, ${Object.keys(phaseRunners).join(", ")})`);
+        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, bare-rate, listen, ${Object.keys(phaseRunners).join(", ")})`);
         only.push(await phaseRunners[name as keyof typeof phaseRunners]());
       }
       const lines = only.map((p) => {
@@ -592,6 +594,8 @@ async function main(): Promise<void> {
 
     const placeholder = { trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
     const bareRef = await runReference("http", single(placeholder), "/");
+    // The latency target's yardstick: what this machine and load generator allow a server that does nothing.
+    const bareRateRef = await runReference("http", single(placeholder), "/", rate);
     const listenRef = await runReference("listen", single(placeholder), "/");
     const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
 
@@ -630,6 +634,7 @@ async function main(): Promise<void> {
     const refUs = (r: { result: LoadgenResult; cpu: CpuBreakdown }) => fmtInt((((r.cpu.groups["reference server"] ?? 0) / 100) * r.cpu.wallMs * 1000) / Math.max(r.result.okTotal, 1));
     const refRows = [
       ["bare node:http server answering 204 (reads the body)", `${fmtInt(rps(bareRef.result))} req/s`, `p50 ${fmtMs(bareRef.result.latency.p50)} / p99 ${fmtMs(bareRef.result.latency.p99)} ms`, `${refUs(bareRef)} µs`, cpuLine(bareRef.cpu)],
+      [`bare node:http server answering 204, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, `${fmtInt(rps(bareRateRef.result))} req/s`, `p50 ${fmtMs(bareRateRef.result.latency.p50)} / p99 ${fmtMs(bareRateRef.result.latency.p99)} ms`, `${refUs(bareRateRef)} µs`, cpuLine(bareRateRef.cpu)],
       ["Beacon's listener (server/http/listen.ts) answering 204", `${fmtInt(rps(listenRef.result))} req/s`, `p50 ${fmtMs(listenRef.result.latency.p50)} / p99 ${fmtMs(listenRef.result.latency.p99)} ms`, `${refUs(listenRef)} µs`, cpuLine(listenRef.cpu)],
       ["no-op Connect unary handler (TrackEvent, JSON)", `${fmtInt(rps(connectRef.result))} req/s`, `p50 ${fmtMs(connectRef.result.latency.p50)} / p99 ${fmtMs(connectRef.result.latency.p99)} ms`, `${refUs(connectRef)} µs`, cpuLine(connectRef.cpu)],
       [`Postgres COPY FROM STDIN, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.copyRowsPerSec)} rows/s`, `${fmtInt(pgRef.copyRows)} rows in ${fmtMs(pgRef.copyMs)} ms`, "", "one connection, unpartitioned copy of events with its primary key"],
@@ -639,7 +644,7 @@ async function main(): Promise<void> {
     const figureRows: string[][] = [
       [`Single-event beacon req/s (${singleLabel}, ${CONNECTIONS} conns)`, fmtInt(beaconRps), `bare node:http ${fmtInt(rps(bareRef.result))}`, fmtRatio(beaconRps / rps(bareRef.result)), `≥ ${fmtInt(TARGETS.beaconRps)}`, passFail(beaconRps >= TARGETS.beaconRps)],
       [`  accept latency p50 / p99 at that pace (closed loop)`, `${fmtMs(singlePhase.load.latency.p50)} / ${fmtMs(singlePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRef.result.latency.p99)} ms`, "", "", ""],
-      [`Accept latency p50 / p99 at ${fmtInt(TARGETS.beaconRps)} req/s (open loop, ${RATE_CONNECTIONS} conns; answered ${fmtInt(rps(ratePhase.load))} req/s)`, `${fmtMs(ratePhase.load.latency.p50)} / ${fmtMs(ratePhase.load.latency.p99)} ms`, "", "", `p99 < ${TARGETS.p99AcceptMs} ms`, passFail(ratePhase.load.latency.p99 < TARGETS.p99AcceptMs && rps(ratePhase.load) >= TARGETS.beaconRps * 0.98)],
+      [`Accept latency p50 / p99 at ${fmtInt(TARGETS.beaconRps)} req/s (open loop, ${RATE_CONNECTIONS} conns; answered ${fmtInt(rps(ratePhase.load))} req/s)`, `${fmtMs(ratePhase.load.latency.p50)} / ${fmtMs(ratePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRateRef.result.latency.p99)} ms`, "", `p99 < ${TARGETS.p99AcceptMs} ms`, passFail(ratePhase.load.latency.p99 < TARGETS.p99AcceptMs && rps(ratePhase.load) >= TARGETS.beaconRps * 0.98)],
       [`TrackEvent over Connect req/s (JSON, ${CONNECTIONS} conns)${trackPhase === singlePhase ? " [same run as above]" : ""}`, fmtInt(trackRps), `no-op Connect ${fmtInt(rps(connectRef.result))}`, fmtRatio(trackRps / rps(connectRef.result)), "—", ""],
       [`Batched events/s end to end (${BATCH_SIZE}/batch, ${BATCH_CONNECTIONS} conns, accepted → counted in events)${batchPhase.allStoredAt === undefined ? " [drain cut short: lower bound]" : ""}`, e2eText(batchPhase), `COPY ${fmtInt(pgRef.copyRowsPerSec)} rows/s`, fmtRatio(batchedE2e / pgRef.copyRowsPerSec), `≥ ${fmtInt(TARGETS.batchedEventsPerSec)}`, passFail(batchedE2e >= TARGETS.batchedEventsPerSec)],
       [`  batched events/s accepted (HTTP answers only)`, fmtInt(evps(batchPhase.load)), `INSERT…unnest ${fmtInt(pgRef.insertRowsPerSec)} rows/s`, fmtRatio(evps(batchPhase.load) / pgRef.insertRowsPerSec), "", ""],
@@ -750,7 +755,7 @@ async function main(): Promise<void> {
       }
     }
     const disturbed: string[] = [];
-    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["listener", listenRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
+    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["bare node:http open loop", bareRateRef.cpu], ["listener", listenRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
       const other = (cpu.groups["everything else"] ?? 0) + (cpu.groups["postgres (other)"] ?? 0);
       if (other > 15) disturbed.push(`${name} (${Math.round(other)}% of a core)`);
     }
@@ -758,7 +763,7 @@ async function main(): Promise<void> {
       notes.push(`Other work used CPU during: ${disturbed.join(", ")}. Other work is "everything else" (processes not part of this bench) plus "postgres (other)" (backends of other databases on the shared Postgres); figures of those phases are lower than on a quiet machine, while the CPU-per-event table is less affected.`);
     }
     const errorLines: string[] = [];
-    for (const [name, r] of [["bare", bareRef.result], ["listen", listenRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
+    for (const [name, r] of [["bare", bareRef.result], ["bare-rate", bareRateRef.result], ["listen", listenRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
       if (r.errorSamples.length || r.socketErrors) errorLines.push(`${name}: ${r.socketErrors} socket errors; ${r.errorSamples.join(" | ")}`);
     }
     for (const p of phases) if (p.lag!.refused) errorLines.push(`${p.name}: ${p.lag!.refused} lag samples refused`);
@@ -834,13 +839,13 @@ async function main(): Promise<void> {
         "- Beacon runs as two processes started with `start()` from server/main.ts: `--role server` (HTTP/Connect, accept → ingest buffer → BullMQ) and `--role worker` (enrich → sessions → Postgres), on a fresh database `beacon_t_bench_*` and Redis prefix `beacon-bench-*`, both removed at the end.",
         "- The load generator (test/bench/loadgen.ts) is a separate Node process with raw keep-alive HTTP/1.1 sockets to 127.0.0.1, no pipelining: each connection sends its next request when the previous answer is complete (closed loop). Requests per second count 2xx answers completed in the measured window, after the warm-up; latency is from writing a request to the end of its answer, over the measured window. The closed loop measures the most Beacon answers with that many clients; its latency grows with the number of connections (each waits for every request ahead of it), so the latency target is measured apart, in the open-loop phase: single events are due at the target rate on a fixed schedule, as independent browsers send them, and go out on whichever of its connections is free; their latency counts from when each was due, so requests waiting for a connection count too (no coordinated omission).",
         "- Visitors vary as in real traffic: 20,000 client ids and `X-Forwarded-For` addresses for single events, ten user agents, ten pages; each batch comes from 50 visitors and a new first visitor (the per-visitor rate limit charges a whole batch to its first event's visitor).",
-        "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204, the same handler behind Beacon's listener (server/http/listen.ts), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",
+        "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204 (closed loop, and in the open loop at the rate phase's rate: the accept-latency target's yardstick, what this machine and load generator allow a server that does nothing), the same handler behind Beacon's listener (server/http/listen.ts), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",
         "- Batched events/s end to end = every event the batched phase had accepted (warm-up included, plus the lag samples) ÷ (time the stored count for the site first reached that number − time the first request was sent); the count is polled every 200 ms after the load ends.",
         "- Accept → stored lag: during each phase's measured window a sampler sends ~20 TrackEvent calls/s with an event id and a client timestamp through the same acceptor, buffer, queue and worker; a poller looks them up by primary key every 100 ms; lag = first poll that sees the row − its `received_at` (set at accept). Resolution 100 ms, on the late side.",
         "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
         "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
         "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
-        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_NODE_FLAGS (Node/V8 flags for the Beacon processes, e.g. --trace-gc-nvp, whose output is copied to a file; diagnosis only, never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,listen,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `listen` it behind Beacon's listener; figures printed, nothing written).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_NODE_FLAGS (Node/V8 flags for the Beacon processes, e.g. --trace-gc-nvp, whose output is copied to a file; diagnosis only, never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,bare-rate,listen,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `bare-rate` it in the open loop at the rate phase's rate, `listen` it behind Beacon's listener; figures printed, nothing written).",
         "",
       ].join("\n");
       writeDocSection("Ingestion", section);
