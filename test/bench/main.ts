@@ -15,9 +15,9 @@
 // Knobs (environment): BENCH_SECONDS (measured window per phase, 12), BENCH_WARMUP_SECONDS (2),
 // BENCH_CONNECTIONS (single-event connections, closed loop, 128), BENCH_RATE_CONNECTIONS
 // (the open-loop phase at the target rate, and the bare node:http reference run the same way,
-// 256), BENCH_RATE (that phase at another rate, for diagnosis: nothing is written), BENCH_NODE_FLAGS (Node/V8 flags for Beacon's server and worker,
-// e.g. --trace-gc-nvp, for diagnosis: their stdout is copied to a file, nothing is written),
-// BENCH_BATCH_CONNECTIONS (8),
+// 256), BENCH_RATE (that phase at another rate, for diagnosis: nothing is written),
+// BENCH_NODE_FLAGS (Node/V8 flags for Beacon's server and worker, e.g. --trace-gc-nvp, for
+// diagnosis: their stdout is copied to a file, nothing is written), BENCH_BATCH_CONNECTIONS (8),
 // BENCH_BATCH_SIZE (500), BENCH_DRAIN_SECONDS (how long a phase waits for its events to be stored, 60), BENCH_PROFILE=1 (CPU-profile the server and worker during each
 // Beacon phase and print where the time went; profiling slows them, so figures from such a run
 // are marked), BENCH_TRACE=1 (time each ingest step, Redis command and Postgres statement in the
@@ -569,17 +569,22 @@ async function main(): Promise<void> {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const only: PhaseResult[] = [];
       const refLines: string[] = [];
-      const isReference = (name: string) => name === "bare" || name === "bare-rate" || name === "listen";
-      if (ONLY.some((name) => !isReference(name))) await warmUp();
+      // This machine's yardsticks, as in the full run: the bare node:http server (closed and open loop), and it behind Beacon's listener.
+      const references: Record<string, { mode: string; label: string; ratePerSec?: number }> = {
+        bare: { mode: "http", label: "bare node:http" },
+        "bare-rate": { mode: "http", label: `bare node:http at ${fmtInt(rate)} req/s (open loop)`, ratePerSec: rate },
+        listen: { mode: "listen", label: "Beacon's listener" },
+      };
+      if (ONLY.some((name) => !Object.hasOwn(references, name))) await warmUp();
       for (const name of ONLY) {
-        if (isReference(name)) {
-          // This machine's yardstick: the bare node:http server (or it behind Beacon's listener), as in the full run.
-          const ref = await runReference(name === "listen" ? "listen" : "http", single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/", name === "bare-rate" ? rate : undefined);
+        if (Object.hasOwn(references, name)) {
+          const { mode, label, ratePerSec } = references[name];
+          const ref = await runReference(mode, single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/", ratePerSec);
           const serverUs = (((ref.cpu.groups["reference server"] ?? 0) / 100) * ref.cpu.wallMs * 1000) / Math.max(ref.result.okTotal, 1);
-          refLines.push(`${name === "listen" ? "Beacon's listener" : name === "bare-rate" ? `bare node:http at ${fmtInt(rate)} req/s (open loop)` : "bare node:http"}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
+          refLines.push(`${label}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
           continue;
         }
-        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (bare, bare-rate, listen, ${Object.keys(phaseRunners).join(", ")})`);
+        if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (${[...Object.keys(references), ...Object.keys(phaseRunners)].join(", ")})`);
         only.push(await phaseRunners[name as keyof typeof phaseRunners]());
       }
       const lines = only.map((p) => {

@@ -12,6 +12,8 @@ export interface MeasurementHit {
   ip: string;
 }
 
+/** Measurement-protocol campaign parameters, by the page-URL parameter each becomes. */
+const CAMPAIGN_PARAMS = [["utm_source", "cs"], ["utm_medium", "cm"], ["utm_campaign", "cn"], ["utm_term", "ck"], ["utm_content", "cc"], ["gclid", "gclid"]] as const;
 const HIT_TYPES = new Set(["pageview", "screenview", "event", "transaction", "item", "social", "exception", "timing"]);
 
 function num(field: string, raw: string | undefined): number | undefined {
@@ -68,11 +70,13 @@ export function fromMeasurementProtocol(params: Record<string, string | undefine
   if (tr !== undefined) event.revenue = tr;
   event.currency = params.cu ?? "";
   // Campaign parameters become utm_* on the page URL, where enrichment reads them.
-  if (event.url && (params.cs || params.cm || params.cn || params.ck || params.cc || params.gclid)) {
-    const campaign: [string, string | undefined][] = [["utm_source", params.cs], ["utm_medium", params.cm], ["utm_campaign", params.cn], ["utm_term", params.ck], ["utm_content", params.cc], ["gclid", params.gclid]];
+  if (event.url && CAMPAIGN_PARAMS.some(([, param]) => params[param])) {
     try {
       const parsed = new URL(event.url);
-      for (const [key, value] of campaign) if (value && !parsed.searchParams.has(key)) parsed.searchParams.set(key, value);
+      for (const [key, param] of CAMPAIGN_PARAMS) {
+        const value = params[param];
+        if (value && !parsed.searchParams.has(key)) parsed.searchParams.set(key, value);
+      }
       event.url = parsed.toString();
     } catch {
       // An invalid URL is stored as empty by acceptance anyway.
