@@ -147,15 +147,15 @@ export function stopTrace(): { rows: TraceRow[]; eventLoopUtilization: number; c
  * What-if experiments for diagnosis only (BENCH_WHATIF=a,b): steps replaced by no-ops, to
  * measure what they cost end to end. A run with any of these is not Beacon as shipped, and
  * main.ts labels it so and does not write docs/benchmarks.md.
- *   no-rate-limit  RateLimiter.admit admits without asking Redis
+ *   no-rate-limit  RateLimiter.check admits every check without asking Redis
  *   no-usage       RedisUsage.addEvents counts nothing
  *   no-realtime    RealtimeState.record records nothing (worker)
  */
 export function applyWhatIf(list: string[]): void {
   for (const what of list) {
-    if (what === "no-rate-limit") (RateLimiter.prototype as unknown as Record<string, unknown>).admit = async () => ({ allowed: true });
-    else if (what === "no-usage") (RedisUsage.prototype as unknown as Record<string, unknown>).addEvents = async () => {};
-    else if (what === "no-realtime") (RealtimeState.prototype as unknown as Record<string, unknown>).record = async () => {};
+    if (what === "no-rate-limit") RateLimiter.prototype.check = async (checks) => checks.map(() => ({ allowed: true }));
+    else if (what === "no-usage") RedisUsage.prototype.addEvents = () => {};
+    else if (what === "no-realtime") RealtimeState.prototype.record = async () => {};
     else throw new Error(`unknown BENCH_WHATIF "${what}" (known: no-rate-limit, no-usage, no-realtime)`);
   }
 }
