@@ -2,7 +2,7 @@
 // measured in the same run, and written to docs/benchmarks.md.
 //
 //   references   bare node:http answering 204 · Beacon's listener answering 204 · the accept floor
-//                (ref-server.ts), alone and beside a busy loop · a no-op Connect unary handler ·
+//                (ref-server.ts), alone and with Beacon's worker behind it · a no-op Connect unary handler ·
 //                Postgres COPY FROM STDIN and multi-row INSERT … unnest rows/s
 //   Beacon       single-event beacons (POST /collect, or Connect JSON TrackEvent while /collect is
 //                missing) · TrackEvent over Connect · batches of 500 events end to end (accepted →
@@ -62,12 +62,6 @@ const BEACON_WARMUP_SECONDS = envNumber("BENCH_BEACON_WARMUP_SECONDS", 10, true)
 const CONNECTIONS = envNumber("BENCH_CONNECTIONS", 128);
 /** Connections the open-loop phase may use: enough that requests rarely wait for one. */
 const RATE_CONNECTIONS = envNumber("BENCH_RATE_CONNECTIONS", 256);
-/**
- * What the busy loop beside the accept floor keeps busy, of one core: about what the worker,
- * Postgres and Redis take at the target's 10,000 single events/s (64–85 µs an event between them
- * in the runs of docs/benchmarks.md, so 0.64–0.85 of a core).
- */
-const FLOOR_BUSY_DUTY = 0.75;
 const BATCH_CONNECTIONS = envNumber("BENCH_BATCH_CONNECTIONS", 8);
 const BATCH_SIZE = envNumber("BENCH_BATCH_SIZE", 500);
 const PROFILE = process.env.BENCH_PROFILE === "1";
@@ -392,28 +386,39 @@ async function main(): Promise<void> {
     let seed = 1;
 
     // --- References: bare node:http, Beacon's listener, no-op Connect
-    const refNamed = (ref: Child, busy?: Child) => () => ({
+    const refNamed = (ref: Child, pipeline: boolean) => () => ({
       "reference server": [ref.pid],
-      ...(busy ? { [`busy loop (${Math.round(FLOOR_BUSY_DUTY * 100)}% of a core)`]: [busy.pid] } : {}),
       "beacon server (idle)": [server!.pid],
-      "beacon worker (idle)": [worker!.pid],
+      [pipeline ? "beacon worker" : "beacon worker (idle)"]: [worker!.pid],
       "bench main": [process.pid],
     });
-    // Closed loop with the single-event phase's connections, or open loop (ratePerSec) with the
-    // rate phase's; `besideBusyLoop` runs test/bench/busy-loop.ts alongside.
-    const runReference = async (mode: string, scenario: Scenario, path?: string, ratePerSec?: number, besideBusyLoop = false) => {
-      log(`reference: ${mode}${ratePerSec ? ` at ${fmtInt(ratePerSec)} req/s (open loop)` : ""}${besideBusyLoop ? " beside a busy loop" : ""}`);
-      const ref = spawnTs("ref-server.ts", [mode], { env: { REDIS_URL: TEST_REDIS_URL, FLOOR_KEY: `${prefix}:floor` } });
-      const busy = besideBusyLoop ? spawnTs("busy-loop.ts", [String(FLOOR_BUSY_DUTY)]) : undefined;
-      try {
-        // Both waits start at once: a line that comes before its wait is not seen.
-        const [ready] = await Promise.all([ref.line((v) => v.bench === "ready", 60_000), busy?.line((v) => v.bench === "ready", 60_000)]);
-        const connections = ratePerSec ? RATE_CONNECTIONS : CONNECTIONS;
-        return await runLoadgen({ ...baseLoad, port: Number(ready.port), connections, scenario, path, seed: seed++, ratePerSec }, refNamed(ref, busy), benchPgPids);
-      } finally {
-        await stopChild(busy);
-        await stopChild(ref);
+    const countStored = async (siteId: string) => Number((await pool!.query<{ n: string }>("select count(*) as n from events where site_id = $1", [siteId])).rows[0].n);
+    // Until Beacon's worker has stored everything queued.
+    const drainQueue = async () => {
+      for (const deadline = Date.now() + DRAIN_TIMEOUT_MS; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        const c = await queue!.getJobCounts("wait", "active", "prioritized", "delayed");
+        if ((c.wait ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) === 0) break;
       }
+    };
+    // Closed loop with the single-event phase's connections, or open loop (ratePerSec) with the
+    // rate phase's. `pipelineSite`: the accept floor queues real jobs for that site, which
+    // Beacon's worker stores (waited for before the next measurement).
+    const runReference = async (mode: string, scenario: Scenario, path?: string, ratePerSec?: number, pipelineSite?: { id: string }) => {
+      log(`reference: ${mode}${ratePerSec ? ` at ${fmtInt(ratePerSec)} req/s (open loop)` : ""}`);
+      const env = { REDIS_URL: TEST_REDIS_URL, FLOOR_KEY: `${prefix}:floor`, REDIS_PREFIX: prefix, FLOOR_SITE_ID: pipelineSite?.id ?? "" };
+      const ref = spawnTs("ref-server.ts", [mode], { env });
+      let measured: Awaited<ReturnType<typeof runLoadgen>>;
+      try {
+        const ready = await ref.line((v) => v.bench === "ready", 60_000);
+        const connections = ratePerSec ? RATE_CONNECTIONS : CONNECTIONS;
+        measured = await runLoadgen({ ...baseLoad, port: Number(ready.port), connections, scenario, path, seed: seed++, ratePerSec }, refNamed(ref, pipelineSite !== undefined), benchPgPids);
+      } finally {
+        await stopChild(ref);
+        if (pipelineSite) await drainQueue();
+      }
+      // What the worker stored of it: the floor's jobs are real work, not discarded.
+      const stored = pipelineSite ? await countStored(pipelineSite.id) : undefined;
+      return { ...measured, stored };
     };
     // Other work on the same two cores would be measured as Beacon's slowness: wait a while
     // for the machine to go quiet (it is reported either way).
@@ -425,7 +430,6 @@ async function main(): Promise<void> {
 
     // --- Beacon phases
     const beaconNamed = () => ({ "beacon server": [server!.pid], "beacon worker": [worker!.pid], "bench main (sampler, poller)": [process.pid] });
-    const countStored = async (siteId: string) => Number((await pool!.query<{ n: string }>("select count(*) as n from events where site_id = $1", [siteId])).rows[0].n);
 
     const runBeaconPhase = async (name: string, what: string, label: string, scenario: Scenario, site: { id: string; trackingId: string; domain: string }, connections: number, ratePerSec?: number): Promise<PhaseResult> => {
       log(`beacon: ${name}`);
@@ -576,10 +580,7 @@ async function main(): Promise<void> {
       const { release } = await runLoadgen({ ...baseLoad, warmupMs: 0, durationMs: BEACON_WARMUP_SECONDS * 1000, port, connections: CONNECTIONS, scenario: single(site), seed: seed++ }, beaconNamed, benchPgPids);
       await release();
       // The worker's backlog is stored before the first phase starts.
-      for (const deadline = Date.now() + DRAIN_TIMEOUT_MS; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
-        const c = await queue!.getJobCounts("wait", "active", "prioritized", "delayed");
-        if ((c.wait ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) === 0) break;
-      }
+      await drainQueue();
     };
 
     if (ONLY.length > 0) {
@@ -587,21 +588,23 @@ async function main(): Promise<void> {
       const only: PhaseResult[] = [];
       const refLines: string[] = [];
       // This machine's yardsticks, as in the full run: the bare node:http server (closed and open loop), and it behind Beacon's listener.
-      const references: Record<string, { mode: string; label: string; ratePerSec?: number; busy?: boolean }> = {
+      const references: Record<string, { mode: string; label: string; ratePerSec?: number; pipeline?: boolean }> = {
         bare: { mode: "http", label: "bare node:http" },
         "bare-rate": { mode: "http", label: `bare node:http at ${fmtInt(rate)} req/s (open loop)`, ratePerSec: rate },
         listen: { mode: "listen", label: "Beacon's listener" },
         floor: { mode: "floor", label: "accept floor" },
         "floor-rate": { mode: "floor", label: `accept floor at ${fmtInt(rate)} req/s (open loop)`, ratePerSec: rate },
-        "floor-busy": { mode: "floor", label: `accept floor at ${fmtInt(rate)} req/s (open loop) beside the busy loop`, ratePerSec: rate, busy: true },
+        "floor-pipeline": { mode: "floor-pipeline", label: `accept floor at ${fmtInt(rate)} req/s (open loop) with Beacon's worker behind it`, ratePerSec: rate, pipeline: true },
       };
-      if (ONLY.some((name) => !Object.hasOwn(references, name))) await warmUp();
+      if (ONLY.some((name) => !Object.hasOwn(references, name) || references[name].pipeline)) await warmUp();
       for (const name of ONLY) {
         if (Object.hasOwn(references, name)) {
-          const { mode, label, ratePerSec, busy } = references[name];
-          const ref = await runReference(mode, single({ trackingId: "BK-BENCH000", domain: "ref.bench.example.com" }), "/", ratePerSec, busy);
+          const { mode, label, ratePerSec, pipeline } = references[name];
+          const site = pipeline ? await makeSite("floor") : { id: "", trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
+          const ref = await runReference(mode, single(site), "/", ratePerSec, pipeline ? site : undefined);
           const serverUs = (((ref.cpu.groups["reference server"] ?? 0) / 100) * ref.cpu.wallMs * 1000) / Math.max(ref.result.okTotal, 1);
-          refLines.push(`${label}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
+          const stored = ref.stored === undefined ? "" : ` (${fmtInt(ref.stored)} of ${fmtInt(ref.result.okTotal)} answered stored)`;
+          refLines.push(`${label}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s${stored}; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
           continue;
         }
         if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (${[...Object.keys(references), ...Object.keys(phaseRunners)].join(", ")})`);
@@ -625,7 +628,6 @@ async function main(): Promise<void> {
     // The least a server of Beacon's design can do per event, alone and beside a stand-in for the rest of the pipeline.
     const floorRef = await runReference("floor", single(placeholder), "/collect");
     const floorRateRef = await runReference("floor", single(placeholder), "/collect", rate);
-    const floorBusyRef = await runReference("floor", single(placeholder), "/collect", rate, true);
     const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
 
     log("reference: Postgres COPY and INSERT … unnest");
@@ -636,6 +638,9 @@ async function main(): Promise<void> {
     phases.push(await phaseRunners.single());
     const ratePhase = await phaseRunners.rate();
     phases.push(ratePhase);
+    // The accept floor again, at the same rate, now with Beacon's worker, Postgres and Redis storing what it queues.
+    const floorSite = await makeSite("floor");
+    const floorPipelineRef = await runReference("floor-pipeline", single(floorSite), "/collect", rate, floorSite);
     let trackPhase: PhaseResult | undefined;
     if (haveCollect) {
       trackPhase = await phaseRunners.track();
@@ -667,7 +672,7 @@ async function main(): Promise<void> {
       ["Beacon's listener (server/http/listen.ts) answering 204", `${fmtInt(rps(listenRef.result))} req/s`, `p50 ${fmtMs(listenRef.result.latency.p50)} / p99 ${fmtMs(listenRef.result.latency.p99)} ms`, `${refUs(listenRef)} µs`, cpuLine(listenRef.cpu)],
       ["accept floor: Beacon's listener, reads and parses the body, one Redis write per 4 ms window, answers 200", `${fmtInt(rps(floorRef.result))} req/s`, `p50 ${fmtMs(floorRef.result.latency.p50)} / p99 ${fmtMs(floorRef.result.latency.p99)} ms`, `${refUs(floorRef)} µs`, cpuLine(floorRef.cpu)],
       [`accept floor, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, `${fmtInt(rps(floorRateRef.result))} req/s`, `p50 ${fmtMs(floorRateRef.result.latency.p50)} / p99 ${fmtMs(floorRateRef.result.latency.p99)} ms`, `${refUs(floorRateRef)} µs`, cpuLine(floorRateRef.cpu)],
-      [`accept floor, open loop at ${fmtInt(rate)} req/s, beside a busy loop taking ${Math.round(FLOOR_BUSY_DUTY * 100)}% of a core`, `${fmtInt(rps(floorBusyRef.result))} req/s`, `p50 ${fmtMs(floorBusyRef.result.latency.p50)} / p99 ${fmtMs(floorBusyRef.result.latency.p99)} ms`, `${refUs(floorBusyRef)} µs`, cpuLine(floorBusyRef.cpu)],
+      [`accept floor, open loop at ${fmtInt(rate)} req/s, queueing real ingest jobs that Beacon's worker stores (after the rate phase)`, `${fmtInt(rps(floorPipelineRef.result))} req/s (${fmtInt(floorPipelineRef.stored ?? 0)} of ${fmtInt(floorPipelineRef.result.okTotal)} answered stored)`, `p50 ${fmtMs(floorPipelineRef.result.latency.p50)} / p99 ${fmtMs(floorPipelineRef.result.latency.p99)} ms`, `${refUs(floorPipelineRef)} µs`, cpuLine(floorPipelineRef.cpu)],
       ["no-op Connect unary handler (TrackEvent, JSON)", `${fmtInt(rps(connectRef.result))} req/s`, `p50 ${fmtMs(connectRef.result.latency.p50)} / p99 ${fmtMs(connectRef.result.latency.p99)} ms`, `${refUs(connectRef)} µs`, cpuLine(connectRef.cpu)],
       [`Postgres COPY FROM STDIN, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.copyRowsPerSec)} rows/s`, `${fmtInt(pgRef.copyRows)} rows in ${fmtMs(pgRef.copyMs)} ms`, "", "one connection, unpartitioned copy of events with its primary key"],
       [`Postgres INSERT … SELECT FROM unnest, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.insertRowsPerSec)} rows/s`, `${fmtInt(pgRef.insertRows)} rows in ${fmtMs(pgRef.insertMs)} ms`, "", "the statement shape events-store.ts uses (ON CONFLICT DO NOTHING RETURNING)"],
@@ -676,7 +681,7 @@ async function main(): Promise<void> {
     const figureRows: string[][] = [
       [`Single-event beacon req/s (${singleLabel}, ${CONNECTIONS} conns)`, fmtInt(beaconRps), `bare node:http ${fmtInt(rps(bareRef.result))}`, fmtRatio(beaconRps / rps(bareRef.result)), `≥ ${fmtInt(TARGETS.beaconRps)}`, passFail(beaconRps >= TARGETS.beaconRps)],
       [`  accept latency p50 / p99 at that pace (closed loop)`, `${fmtMs(singlePhase.load.latency.p50)} / ${fmtMs(singlePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRef.result.latency.p99)} ms`, "", "", ""],
-      [`Accept latency p50 / p99 at ${fmtInt(TARGETS.beaconRps)} req/s (open loop, ${RATE_CONNECTIONS} conns; answered ${fmtInt(rps(ratePhase.load))} req/s)`, `${fmtMs(ratePhase.load.latency.p50)} / ${fmtMs(ratePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRateRef.result.latency.p99)} ms; accept floor ${fmtMs(floorRateRef.result.latency.p99)} ms, beside the busy loop ${fmtMs(floorBusyRef.result.latency.p99)} ms`, "", `p99 < ${TARGETS.p99AcceptMs} ms`, passFail(ratePhase.load.latency.p99 < TARGETS.p99AcceptMs && rps(ratePhase.load) >= TARGETS.beaconRps * 0.98)],
+      [`Accept latency p50 / p99 at ${fmtInt(TARGETS.beaconRps)} req/s (open loop, ${RATE_CONNECTIONS} conns; answered ${fmtInt(rps(ratePhase.load))} req/s)`, `${fmtMs(ratePhase.load.latency.p50)} / ${fmtMs(ratePhase.load.latency.p99)} ms`, `bare node:http p99 ${fmtMs(bareRateRef.result.latency.p99)} ms; accept floor ${fmtMs(floorRateRef.result.latency.p99)} ms, with the worker behind it ${fmtMs(floorPipelineRef.result.latency.p99)} ms`, "", `p99 < ${TARGETS.p99AcceptMs} ms`, passFail(ratePhase.load.latency.p99 < TARGETS.p99AcceptMs && rps(ratePhase.load) >= TARGETS.beaconRps * 0.98)],
       [`TrackEvent over Connect req/s (JSON, ${CONNECTIONS} conns)${trackPhase === singlePhase ? " [same run as above]" : ""}`, fmtInt(trackRps), `no-op Connect ${fmtInt(rps(connectRef.result))}`, fmtRatio(trackRps / rps(connectRef.result)), "—", ""],
       [`Batched events/s end to end (${BATCH_SIZE}/batch, ${BATCH_CONNECTIONS} conns, accepted → counted in events)${batchPhase.allStoredAt === undefined ? " [drain cut short: lower bound]" : ""}`, e2eText(batchPhase), `COPY ${fmtInt(pgRef.copyRowsPerSec)} rows/s`, fmtRatio(batchedE2e / pgRef.copyRowsPerSec), `≥ ${fmtInt(TARGETS.batchedEventsPerSec)}`, passFail(batchedE2e >= TARGETS.batchedEventsPerSec)],
       [`  batched events/s accepted (HTTP answers only)`, fmtInt(evps(batchPhase.load)), `INSERT…unnest ${fmtInt(pgRef.insertRowsPerSec)} rows/s`, fmtRatio(evps(batchPhase.load) / pgRef.insertRowsPerSec), "", ""],
@@ -787,7 +792,7 @@ async function main(): Promise<void> {
       }
     }
     const disturbed: string[] = [];
-    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["bare node:http open loop", bareRateRef.cpu], ["listener", listenRef.cpu], ["accept floor", floorRef.cpu], ["accept floor open loop", floorRateRef.cpu], ["accept floor beside the busy loop", floorBusyRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
+    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["bare node:http open loop", bareRateRef.cpu], ["listener", listenRef.cpu], ["accept floor", floorRef.cpu], ["accept floor open loop", floorRateRef.cpu], ["accept floor with the worker", floorPipelineRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
       const other = (cpu.groups["everything else"] ?? 0) + (cpu.groups["postgres (other)"] ?? 0);
       if (other > 15) disturbed.push(`${name} (${Math.round(other)}% of a core)`);
     }
@@ -795,7 +800,7 @@ async function main(): Promise<void> {
       notes.push(`Other work used CPU during: ${disturbed.join(", ")}. Other work is "everything else" (processes not part of this bench) plus "postgres (other)" (backends of other databases on the shared Postgres); figures of those phases are lower than on a quiet machine, while the CPU-per-event table is less affected.`);
     }
     const errorLines: string[] = [];
-    for (const [name, r] of [["bare", bareRef.result], ["bare-rate", bareRateRef.result], ["listen", listenRef.result], ["floor", floorRef.result], ["floor-rate", floorRateRef.result], ["floor-busy", floorBusyRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
+    for (const [name, r] of [["bare", bareRef.result], ["bare-rate", bareRateRef.result], ["listen", listenRef.result], ["floor", floorRef.result], ["floor-rate", floorRateRef.result], ["floor-pipeline", floorPipelineRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
       if (r.errorSamples.length || r.socketErrors) errorLines.push(`${name}: ${r.socketErrors} socket errors; ${r.errorSamples.join(" | ")}`);
     }
     for (const p of phases) if (p.lag!.refused) errorLines.push(`${p.name}: ${p.lag!.refused} lag samples refused`);
@@ -871,13 +876,13 @@ async function main(): Promise<void> {
         "- Beacon runs as two processes started with `start()` from server/main.ts: `--role server` (HTTP/Connect, accept → ingest buffer → BullMQ) and `--role worker` (enrich → sessions → Postgres), on a fresh database `beacon_t_bench_*` and Redis prefix `beacon-bench-*`, both removed at the end.",
         "- The load generator (test/bench/loadgen.ts) is a separate Node process with raw keep-alive HTTP/1.1 sockets to 127.0.0.1, no pipelining: each connection sends its next request when the previous answer is complete (closed loop). Requests per second count 2xx answers completed in the measured window, after the warm-up; latency is from writing a request to the end of its answer, over the measured window. The closed loop measures the most Beacon answers with that many clients; its latency grows with the number of connections (each waits for every request ahead of it), so the latency target is measured apart, in the open-loop phase: single events are due at the target rate on a fixed schedule, as independent browsers send them, and go out on whichever of its connections is free; their latency counts from when each was due, so requests waiting for a connection count too (no coordinated omission).",
         "- Visitors vary as in real traffic: 20,000 client ids and `X-Forwarded-For` addresses for single events, ten user agents, ten pages; each batch comes from 50 visitors and a new first visitor (the per-visitor rate limit charges a whole batch to its first event's visitor).",
-        "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204 (closed loop, and in the open loop at the rate phase's rate: the accept-latency target's yardstick, what this machine and load generator allow a server that does nothing), the same handler behind Beacon's listener (server/http/listen.ts), the accept floor (test/bench/ref-server.ts: the least a server of Beacon's design does for a single-event beacon — Beacon's listener, reads and parses the JSON body, waits for the ingest buffer's window, writes the window's events to Redis in one round trip, answers /collect's 200 — in the closed loop, in the open loop at the rate phase's rate, and there again beside test/bench/busy-loop.ts keeping ${Math.round(FLOOR_BUSY_DUTY * 100)}% of one core busy in 10 ms periods, a stand-in for what the worker, Postgres and Redis use at that rate; its latency is what the machine leaves for Beacon's own work), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",
+        "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204 (closed loop, and in the open loop at the rate phase's rate: the accept-latency target's yardstick, what this machine and load generator allow a server that does nothing), the same handler behind Beacon's listener (server/http/listen.ts), the accept floor (test/bench/ref-server.ts: the least a server of Beacon's design does for a single-event beacon — Beacon's listener, reads and parses the JSON body, waits for the ingest buffer's window, writes the window's events to Redis in one round trip, answers /collect's 200 — in the closed loop, in the open loop at the rate phase's rate, and there again, after the rate phase, queueing real ingest jobs through Beacon's buffer and producer for a site of its own, which Beacon's worker enriches and stores as it does Beacon's: its latency is what the machine leaves for Beacon's own work, alone and with the rest of the pipeline running), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",
         "- Batched events/s end to end = every event the batched phase had accepted (warm-up included, plus the lag samples) ÷ (time the stored count for the site first reached that number − time the first request was sent); the count is polled every 200 ms after the load ends.",
         "- Accept → stored lag: during each phase's measured window a sampler sends ~20 TrackEvent calls/s with an event id and a client timestamp through the same acceptor, buffer, queue and worker; a poller looks them up by primary key every 100 ms; lag = first poll that sees the row − its `received_at` (set at accept). Resolution 100 ms, on the late side.",
         "- CPU per process is read from /proc during the measured load; interrupt/softirq time (loopback networking) and time stolen by the hypervisor are read from /proc/stat; \"everything else\" and \"postgres (other)\" are what other work on the same machine used at the time (it disturbs the rates, and shows there). Redis is shared, so its CPU includes other users'.",
         "- Before the first reference the bench waits up to 45 s for the machine to be under 20% busy, and reports what it saw: other work on the same two cores (test suites, builds) is measured as slowness otherwise.",
         "- Diagnosis: BENCH_TRACE=1 adds per-step wall times (test/bench/trace.ts wraps the ingest steps, every Redis command and Postgres statement in the Beacon processes); BENCH_PROFILE=1 adds CPU profiles summarised by package and by the nearest Beacon function; BENCH_WHATIF=no-rate-limit,no-usage,no-realtime replaces those steps with no-ops to measure what they cost (such runs are labelled and never written here).",
-        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_NODE_FLAGS (Node/V8 flags for the Beacon processes, e.g. --trace-gc-nvp, whose output is copied to a file; diagnosis only, never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,bare-rate,listen,floor,floor-rate,floor-busy,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `bare-rate` it in the open loop at the rate phase's rate, `listen` it behind Beacon's listener, `floor`, `floor-rate` and `floor-busy` the accept floor closed, open and beside the busy loop; figures printed, nothing written).",
+        "- Knobs: BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS, BENCH_RATE_CONNECTIONS, BENCH_BATCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_PROFILE=1 (CPU profiles of the server and worker per phase), BENCH_TRACE=1 (wall time of each ingest step, Redis command and Postgres statement), BENCH_METRICS=0 / BENCH_REALTIME=0 / BENCH_REPORTS=0 (skip test/bench/metrics.ts / realtime.ts / reports.ts, which run by default after the ingestion phases), BENCH_DRAIN_SECONDS, BENCH_RATE (the open-loop phase's rate instead of the target's, for diagnosis; such runs are never written here), BENCH_NODE_FLAGS (Node/V8 flags for the Beacon processes, e.g. --trace-gc-nvp, whose output is copied to a file; diagnosis only, never written here), BENCH_BEACON_WARMUP_SECONDS (unmeasured single-event load before the first Beacon phase, 10; 0 for none), BENCH_NO_DOC=1, BENCH_ONLY=bare,bare-rate,listen,floor,floor-rate,floor-pipeline,single,rate,track,batch (just those phases, `bare` the bare node:http reference, `bare-rate` it in the open loop at the rate phase's rate, `listen` it behind Beacon's listener, `floor`, `floor-rate` and `floor-pipeline` the accept floor closed, open, and open with Beacon's worker storing what it queues; figures printed, nothing written).",
         "",
       ].join("\n");
       writeDocSection("Ingestion", section);
