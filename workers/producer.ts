@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { AcceptedMetricPoint } from "../server/core/metrics/points.js";
 import {
   INGEST_JOB_OPTIONS, type IngestBatchJob, ingestBatchJob, ingestBatchJobId, JOB_NAMES, METRIC_BULK_JOB_OPTIONS, type MetricBulkJob, metricBatchJobId, metricBulkId,
-  type MetricPointsJob, QUEUES, type RawHit, reportIngestQueued,
+  IngestQueuedReports, type MetricPointsJob, QUEUES, type RawHit,
 } from "./queues.js";
 
 export interface IngestProducer {
@@ -19,16 +19,20 @@ export interface IngestProducer {
 
 export function createIngestProducer(connection: Redis, prefix: string): IngestProducer {
   const queue = new Queue<IngestBatchJob>(QUEUES.ingest, { connection, prefix });
+  const reports = new IngestQueuedReports(connection, prefix);
   return {
     async write(hits) {
       await queue.add(JOB_NAMES.ingestBatch, ingestBatchJob(hits), { ...INGEST_JOB_OPTIONS, jobId: ingestBatchJobId(hits) });
-      reportIngestQueued(connection, prefix, hits.length);
+      reports.queued(hits.length);
     },
     async lagSeconds() {
       const [oldest] = await queue.getJobs(["wait", "prioritized", "delayed"], 0, 0, true);
       return oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0;
     },
-    close: () => queue.close(),
+    async close() {
+      await reports.flush();
+      await queue.close();
+    },
   };
 }
 

@@ -56,10 +56,6 @@ export function ingestEventCountKeys(prefix: string): { queued: string; taken: s
 /** How long an ingestQueueWaitKey reading lasts: older than this it says nothing (no worker is taking batches). */
 const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
 
-/** A server's report that a batch of `events` is in the queue. Never fails: backpressure is advisory. */
-export function reportIngestQueued(redis: Redis, prefix: string, events: number): void {
-  redis.incrby(ingestEventCountKeys(prefix).queued, events).catch(() => {});
-}
 
 // Nothing waits: the taken total catches up with the queued one (never moves it back).
 const CATCH_UP_SCRIPT = `local q = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -69,6 +65,41 @@ return q`;
 
 /** How long a worker's report waits for others to go out with it, by default. */
 export const INGEST_REPORT_DELAY_MS = 25;
+
+/**
+ * A server's reports of the events it queued, added up and written in one INCRBY at most every
+ * `delayMs`. Each flush of the ingest buffer wrote its own, a round trip that cost the server
+ * ~90 µs of CPU (as much as the flush's BullMQ add took beyond encoding its job), a few hundred
+ * times a second under single-event traffic. Servers read the totals every 200 ms, so a report
+ * 25 ms late changes nothing they decide. Never fails: backpressure is advisory.
+ */
+export class IngestQueuedReports {
+  private events = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly delayMs = INGEST_REPORT_DELAY_MS) {}
+
+  /** A batch of `events` is in the queue. */
+  queued(events: number): void {
+    this.events += events;
+    this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
+  }
+
+  /** Writes what waits now; resolves when written (or failed). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.events === 0) return this.writing;
+    const events = this.events;
+    this.events = 0;
+    this.writing = this.redis.incrby(ingestEventCountKeys(this.prefix).queued, events).then(
+      () => undefined,
+      () => undefined,
+    );
+    return this.writing;
+  }
+}
 
 /**
  * A worker's reports on the ingest queue: each batch it takes (first attempt: its size, and how

@@ -4,13 +4,13 @@
 // did. Real Redis, this file's own key prefix.
 import { createHash, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type RateLimit, RateLimiter, type RateVerdict } from "../../server/core/ingest/rate-limit.js";
 import type { EnrichedEvent } from "../../server/core/ingest/enrich.js";
 import { SessionTracker } from "../../server/core/ingest/sessions.js";
 import { RealtimeState, type RealtimeEvent } from "../../server/core/realtime.js";
 import { RedisUsage, usageKey } from "../../server/core/usage.js";
-import { IngestProgressReports, ingestEventCountKeys, ingestQueueWaitKey } from "../../workers/queues.js";
+import { IngestProgressReports, IngestQueuedReports, ingestEventCountKeys, ingestQueueWaitKey } from "../../workers/queues.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 
 const prefix = `beacon-t-batching-${randomBytes(4).toString("hex")}`;
@@ -393,5 +393,38 @@ describe("IngestProgressReports", () => {
     const reports = new IngestProgressReports(redis, p, 5);
     reports.taken(10, 7);
     await expect.poll(() => redis.get(ingestEventCountKeys(p).taken), { timeout: 5_000 }).toBe("7");
+  });
+});
+
+describe("IngestQueuedReports", () => {
+  it("adds up the batches queued within its delay into one INCRBY on top of the total", async () => {
+    const p = `${prefix}:queued1`;
+    const { queued } = ingestEventCountKeys(p);
+    await redis.set(queued, 1000);
+    const reports = new IngestQueuedReports(redis, p, 10_000);
+    const incrby = vi.spyOn(redis, "incrby");
+    try {
+      reports.queued(100);
+      reports.queued(250);
+      reports.queued(50);
+      // Nothing is written before the delay ends (or a flush).
+      expect(await redis.get(queued)).toBe("1000");
+      await reports.flush();
+      expect(incrby).toHaveBeenCalledTimes(1);
+      // Nothing new: a flush writes nothing.
+      await reports.flush();
+      expect(incrby).toHaveBeenCalledTimes(1);
+    } finally {
+      incrby.mockRestore();
+    }
+    expect(await redis.get(queued)).toBe("1400");
+  });
+
+  it("writes on its own once the delay has passed", async () => {
+    const p = `${prefix}:queued2`;
+    const reports = new IngestQueuedReports(redis, p, 5);
+    reports.queued(7);
+    reports.queued(5);
+    await expect.poll(() => redis.get(ingestEventCountKeys(p).queued), { timeout: 5_000 }).toBe("12");
   });
 });
