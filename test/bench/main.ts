@@ -385,7 +385,7 @@ async function main(): Promise<void> {
     const baseLoad = { warmupMs: WARMUP_SECONDS * 1000, durationMs: SECONDS * 1000, maxRequests: MAX_REQUESTS };
     let seed = 1;
 
-    // --- References: bare node:http, Beacon's listener, no-op Connect
+    // --- References: bare node:http, Beacon's listener, the accept floor, no-op Connect
     const refNamed = (ref: Child, pipeline: boolean) => () => ({
       "reference server": [ref.pid],
       "beacon server (idle)": [server!.pid],
@@ -420,6 +420,8 @@ async function main(): Promise<void> {
       const stored = pipelineSite ? await countStored(pipelineSite.id) : undefined;
       return { ...measured, stored };
     };
+    /** " (N of M answered stored)" for a reference whose events the worker stored, else "". */
+    const storedNote = (ref: { result: LoadgenResult; stored?: number }) => (ref.stored === undefined ? "" : ` (${fmtInt(ref.stored)} of ${fmtInt(ref.result.okTotal)} answered stored)`);
     // Other work on the same two cores would be measured as Beacon's slowness: wait a while
     // for the machine to go quiet (it is reported either way).
     log("waiting for the machine to be quiet (up to 45 s)");
@@ -587,7 +589,7 @@ async function main(): Promise<void> {
       // Diagnosis: the named phases alone, their rates, lag and CPU per event; nothing written.
       const only: PhaseResult[] = [];
       const refLines: string[] = [];
-      // This machine's yardsticks, as in the full run: the bare node:http server (closed and open loop), and it behind Beacon's listener.
+      // This machine's yardsticks, as in the full run: the bare node:http server (closed and open loop), it behind Beacon's listener, and the accept floor.
       const references: Record<string, { mode: string; label: string; ratePerSec?: number; pipeline?: boolean }> = {
         bare: { mode: "http", label: "bare node:http" },
         "bare-rate": { mode: "http", label: `bare node:http at ${fmtInt(rate)} req/s (open loop)`, ratePerSec: rate },
@@ -603,8 +605,7 @@ async function main(): Promise<void> {
           const site = pipeline ? await makeSite("floor") : { id: "", trackingId: "BK-BENCH000", domain: "ref.bench.example.com" };
           const ref = await runReference(mode, single(site), "/", ratePerSec, pipeline ? site : undefined);
           const serverUs = (((ref.cpu.groups["reference server"] ?? 0) / 100) * ref.cpu.wallMs * 1000) / Math.max(ref.result.okTotal, 1);
-          const stored = ref.stored === undefined ? "" : ` (${fmtInt(ref.stored)} of ${fmtInt(ref.result.okTotal)} answered stored)`;
-          refLines.push(`${label}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s${stored}; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
+          refLines.push(`${label}: ${fmtInt(ref.result.okInWindow / (ref.result.windowMs / 1000))} req/s${storedNote(ref)}; latency p50/p99 ${fmtMs(ref.result.latency.p50)}/${fmtMs(ref.result.latency.p99)} ms; server ${fmtInt(serverUs)} µs a request; ${cpuLine(ref.cpu)}`);
           continue;
         }
         if (!Object.hasOwn(phaseRunners, name)) throw new Error(`BENCH_ONLY: unknown phase "${name}" (${[...Object.keys(references), ...Object.keys(phaseRunners)].join(", ")})`);
@@ -625,7 +626,7 @@ async function main(): Promise<void> {
     // The latency target's yardstick: what this machine and load generator allow a server that does nothing.
     const bareRateRef = await runReference("http", single(placeholder), "/", rate);
     const listenRef = await runReference("listen", single(placeholder), "/");
-    // The least a server of Beacon's design can do per event, alone and beside a stand-in for the rest of the pipeline.
+    // The least a server of Beacon's design can do per event (again after the rate phase, with the worker behind it).
     const floorRef = await runReference("floor", single(placeholder), "/collect");
     const floorRateRef = await runReference("floor", single(placeholder), "/collect", rate);
     const connectRef = await runReference("connect", { kind: "track-json", trackingId: placeholder.trackingId, host: placeholder.domain, visitors: 20_000 }, TRACK_EVENT_PATH);
@@ -666,14 +667,25 @@ async function main(): Promise<void> {
     const passFail = (ok: boolean) => (ok ? "PASS" : "FAIL");
 
     const refUs = (r: { result: LoadgenResult; cpu: CpuBreakdown }) => fmtInt((((r.cpu.groups["reference server"] ?? 0) / 100) * r.cpu.wallMs * 1000) / Math.max(r.result.okTotal, 1));
+    // Each HTTP reference once: its row in the doc, and its name where disturbances and errors are listed.
+    type HttpRef = { result: LoadgenResult; cpu: CpuBreakdown; stored?: number };
+    const httpRefs: [label: string, name: string, ref: HttpRef][] = [
+      ["bare node:http server answering 204 (reads the body)", "bare", bareRef],
+      [`bare node:http server answering 204, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, "bare-rate", bareRateRef],
+      ["Beacon's listener (server/http/listen.ts) answering 204", "listen", listenRef],
+      ["accept floor: Beacon's listener, reads and parses the body, one Redis write per 4 ms window, answers 200", "floor", floorRef],
+      [`accept floor, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, "floor-rate", floorRateRef],
+      [`accept floor, open loop at ${fmtInt(rate)} req/s, queueing real ingest jobs that Beacon's worker stores (after the rate phase)`, "floor-pipeline", floorPipelineRef],
+      ["no-op Connect unary handler (TrackEvent, JSON)", "connect", connectRef],
+    ];
     const refRows = [
-      ["bare node:http server answering 204 (reads the body)", `${fmtInt(rps(bareRef.result))} req/s`, `p50 ${fmtMs(bareRef.result.latency.p50)} / p99 ${fmtMs(bareRef.result.latency.p99)} ms`, `${refUs(bareRef)} µs`, cpuLine(bareRef.cpu)],
-      [`bare node:http server answering 204, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, `${fmtInt(rps(bareRateRef.result))} req/s`, `p50 ${fmtMs(bareRateRef.result.latency.p50)} / p99 ${fmtMs(bareRateRef.result.latency.p99)} ms`, `${refUs(bareRateRef)} µs`, cpuLine(bareRateRef.cpu)],
-      ["Beacon's listener (server/http/listen.ts) answering 204", `${fmtInt(rps(listenRef.result))} req/s`, `p50 ${fmtMs(listenRef.result.latency.p50)} / p99 ${fmtMs(listenRef.result.latency.p99)} ms`, `${refUs(listenRef)} µs`, cpuLine(listenRef.cpu)],
-      ["accept floor: Beacon's listener, reads and parses the body, one Redis write per 4 ms window, answers 200", `${fmtInt(rps(floorRef.result))} req/s`, `p50 ${fmtMs(floorRef.result.latency.p50)} / p99 ${fmtMs(floorRef.result.latency.p99)} ms`, `${refUs(floorRef)} µs`, cpuLine(floorRef.cpu)],
-      [`accept floor, open loop at ${fmtInt(rate)} req/s (${RATE_CONNECTIONS} conns)`, `${fmtInt(rps(floorRateRef.result))} req/s`, `p50 ${fmtMs(floorRateRef.result.latency.p50)} / p99 ${fmtMs(floorRateRef.result.latency.p99)} ms`, `${refUs(floorRateRef)} µs`, cpuLine(floorRateRef.cpu)],
-      [`accept floor, open loop at ${fmtInt(rate)} req/s, queueing real ingest jobs that Beacon's worker stores (after the rate phase)`, `${fmtInt(rps(floorPipelineRef.result))} req/s (${fmtInt(floorPipelineRef.stored ?? 0)} of ${fmtInt(floorPipelineRef.result.okTotal)} answered stored)`, `p50 ${fmtMs(floorPipelineRef.result.latency.p50)} / p99 ${fmtMs(floorPipelineRef.result.latency.p99)} ms`, `${refUs(floorPipelineRef)} µs`, cpuLine(floorPipelineRef.cpu)],
-      ["no-op Connect unary handler (TrackEvent, JSON)", `${fmtInt(rps(connectRef.result))} req/s`, `p50 ${fmtMs(connectRef.result.latency.p50)} / p99 ${fmtMs(connectRef.result.latency.p99)} ms`, `${refUs(connectRef)} µs`, cpuLine(connectRef.cpu)],
+      ...httpRefs.map(([label, , r]) => [
+        label,
+        `${fmtInt(rps(r.result))} req/s${storedNote(r)}`,
+        `p50 ${fmtMs(r.result.latency.p50)} / p99 ${fmtMs(r.result.latency.p99)} ms`,
+        `${refUs(r)} µs`,
+        cpuLine(r.cpu),
+      ]),
       [`Postgres COPY FROM STDIN, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.copyRowsPerSec)} rows/s`, `${fmtInt(pgRef.copyRows)} rows in ${fmtMs(pgRef.copyMs)} ms`, "", "one connection, unpartitioned copy of events with its primary key"],
       [`Postgres INSERT … SELECT FROM unnest, ${fmtInt(pgRef.chunkRows)} rows/statement`, `${fmtInt(pgRef.insertRowsPerSec)} rows/s`, `${fmtInt(pgRef.insertRows)} rows in ${fmtMs(pgRef.insertMs)} ms`, "", "the statement shape events-store.ts uses (ON CONFLICT DO NOTHING RETURNING)"],
     ];
@@ -792,7 +804,7 @@ async function main(): Promise<void> {
       }
     }
     const disturbed: string[] = [];
-    for (const [name, cpu] of [["bare node:http", bareRef.cpu], ["bare node:http open loop", bareRateRef.cpu], ["listener", listenRef.cpu], ["accept floor", floorRef.cpu], ["accept floor open loop", floorRateRef.cpu], ["accept floor with the worker", floorPipelineRef.cpu], ["no-op Connect", connectRef.cpu], ...phases.map((p) => [p.name, p.cpu] as const)] as const) {
+    for (const [name, cpu] of [...httpRefs.map(([, n, r]) => [n, r.cpu] as const), ...phases.map((p) => [p.name, p.cpu] as const)]) {
       const other = (cpu.groups["everything else"] ?? 0) + (cpu.groups["postgres (other)"] ?? 0);
       if (other > 15) disturbed.push(`${name} (${Math.round(other)}% of a core)`);
     }
@@ -800,7 +812,7 @@ async function main(): Promise<void> {
       notes.push(`Other work used CPU during: ${disturbed.join(", ")}. Other work is "everything else" (processes not part of this bench) plus "postgres (other)" (backends of other databases on the shared Postgres); figures of those phases are lower than on a quiet machine, while the CPU-per-event table is less affected.`);
     }
     const errorLines: string[] = [];
-    for (const [name, r] of [["bare", bareRef.result], ["bare-rate", bareRateRef.result], ["listen", listenRef.result], ["floor", floorRef.result], ["floor-rate", floorRateRef.result], ["floor-pipeline", floorPipelineRef.result], ["connect", connectRef.result], ...phases.map((p) => [p.name, p.load] as const)] as const) {
+    for (const [name, r] of [...httpRefs.map(([, n, ref]) => [n, ref.result] as const), ...phases.map((p) => [p.name, p.load] as const)]) {
       if (r.errorSamples.length || r.socketErrors) errorLines.push(`${name}: ${r.socketErrors} socket errors; ${r.errorSamples.join(" | ")}`);
     }
     for (const p of phases) if (p.lag!.refused) errorLines.push(`${p.name}: ${p.lag!.refused} lag samples refused`);

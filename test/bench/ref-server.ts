@@ -13,7 +13,7 @@ import { Redis } from "ioredis";
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
-import { DEFAULT_INGEST_BUFFER_OPTIONS, IngestBuffer } from "../../server/core/ingest/buffer.js";
+import { IngestBuffer } from "../../server/core/ingest/buffer.js";
 import type { RawHit } from "../../server/core/ingest/hit.js";
 import { createIngestProducer } from "../../workers/producer.js";
 import { TrackEventResponseSchema, TrackEventsResponseSchema, TrackingService } from "../../gen/beacon/v1/tracking_service_pb.js";
@@ -62,27 +62,13 @@ function acceptFloor(write: (event: Record<string, unknown>, req: IncomingMessag
   };
 }
 
-/** Events go to one Redis list entry per window, trimmed to the newest: durable, and bounded. */
-function listWriter(redis: Redis, key: string) {
-  const { maxEvents, maxWaitMs } = DEFAULT_INGEST_BUFFER_OPTIONS;
-  let waiting: { event: unknown; resolve(): void; reject(err: unknown): void }[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  const flush = () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    const batch = waiting;
-    waiting = [];
-    redis.multi().rpush(key, JSON.stringify(batch.map((w) => w.event))).ltrim(key, -1, -1).exec().then(
-      () => batch.forEach((w) => w.resolve()),
-      (err: unknown) => batch.forEach((w) => w.reject(err)),
-    );
-  };
-  return (event: unknown) =>
-    new Promise<void>((resolve, reject) => {
-      waiting.push({ event, resolve, reject });
-      if (waiting.length >= maxEvents) flush();
-      else timer ??= setTimeout(flush, maxWaitMs);
-    });
+/** Events go to one Redis list entry per buffer flush (Beacon's window), trimmed to the newest: durable, and bounded. */
+function listBuffer(redis: Redis, key: string): IngestBuffer<unknown> {
+  return new IngestBuffer<unknown>(async (events) => {
+    const replies = await redis.multi().rpush(key, JSON.stringify(events)).ltrim(key, -1, -1).exec();
+    const failed = replies?.find(([err]) => err);
+    if (failed) throw failed[0];
+  });
 }
 
 /** The measurement-protocol body as the hit Beacon would queue, with no checks, through Beacon's buffer and producer. */
@@ -118,10 +104,12 @@ let close: () => Promise<void>;
 if (mode === "floor") {
   const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
   const key = process.env.FLOOR_KEY ?? "beacon-bench-floor";
-  const listener = await listen(acceptFloor(listWriter(redis, key)) as HttpHandler, { port: 0, host: "127.0.0.1" });
+  const buffer = listBuffer(redis, key);
+  const listener = await listen(acceptFloor((event) => buffer.add([event])) as HttpHandler, { port: 0, host: "127.0.0.1" });
   port = listener.port;
   close = async () => {
     await listener.close(1000);
+    await buffer.close();
     await redis.del(key);
     redis.disconnect();
   };

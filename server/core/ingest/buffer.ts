@@ -31,7 +31,7 @@ interface Entry<T, G> {
   reject(err: unknown): void;
 }
 
-export const DEFAULT_INGEST_BUFFER_OPTIONS: IngestBufferOptions = { maxEvents: 500, maxWaitMs: 4 };
+const DEFAULT_OPTIONS: IngestBufferOptions = { maxEvents: 500, maxWaitMs: 4 };
 
 /** Buffers accepted items of type T (RawHit for events, accepted metric points for metrics). */
 export class IngestBuffer<T = RawHit, G = never> {
@@ -43,7 +43,7 @@ export class IngestBuffer<T = RawHit, G = never> {
 
   constructor(
     private readonly write: (hits: T[]) => Promise<void>,
-    private readonly options: IngestBufferOptions = DEFAULT_INGEST_BUFFER_OPTIONS,
+    private readonly options: IngestBufferOptions = DEFAULT_OPTIONS,
     private readonly gate?: BufferGate<G>,
   ) {}
 
