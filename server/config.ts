@@ -36,6 +36,11 @@ export interface BeaconConfig {
    * batch taken over by another after this long (BullMQ's stalled-job check).
    */
   workerLockMs: number;
+  /**
+   * Nice value a `--role worker` process lowers its CPU priority to (0 leaves it), so a server,
+   * Postgres and Redis sharing its cores are served first (server/priority.ts).
+   */
+  workerNice: number;
   /** Ingest batches a worker process enriches at once. */
   ingestConcurrency: number;
   /** Stores of ready ingest batches (group commits) a worker process runs side by side (3: see DEFAULT_PARALLEL_STORES). */
@@ -132,6 +137,7 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = pro
     maxBodyBytes: integer(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", 1000, 1, 100_000),
     workerLockMs: integer(env, "WORKER_LOCK_MS", 30_000, 1000, 600_000),
+    workerNice: integer(env, "WORKER_NICE", 10, 0, 19),
     ingestConcurrency: integer(env, "INGEST_CONCURRENCY", 16, 1, 64),
     ingestParallelStores: integer(env, "INGEST_PARALLEL_STORES", 3, 1, 16),
     ingestStoreLingerMs: integer(env, "INGEST_STORE_LINGER_MS", 50, 0, 1000),

@@ -10,6 +10,7 @@ import { createVisitorHasher } from "./core/enrich/visitor.js";
 import { createIngestProducer } from "../workers/producer.js";
 import { type HttpListener, listen } from "./http/listen.js";
 import { createLogger, type Logger } from "./logger.js";
+import { lowerCpuPriority } from "./priority.js";
 import { connectRedis } from "./redis.js";
 import { startWorkers, type Workers } from "../workers/main.js";
 import { buildSubscriptionQueryRunner } from "./services/subscription-queries.js";
@@ -52,6 +53,15 @@ export async function openDatabase(config: BeaconConfig, logger: Logger): Promis
 }
 
 export async function start(config: BeaconConfig, logger: Logger, out: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<Running> {
+  // First, so the threads started from here on inherit it. Only a worker-only process: in one
+  // process with the server it would slow the server too.
+  if (config.role === "worker" && config.workerNice > 0) {
+    try {
+      logger.info("worker CPU priority lowered", { nice: config.workerNice, threads: lowerCpuPriority(config.workerNice) });
+    } catch (err) {
+      logger.warn("could not lower the worker's CPU priority", { nice: config.workerNice, err: (err as Error).message });
+    }
+  }
   const database = await openDatabase(config, logger);
   const { orm } = database;
   const first = await bootstrap(orm.em.fork());

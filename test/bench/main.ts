@@ -8,10 +8,11 @@
 //                missing) · TrackEvent over Connect · batches of 500 events end to end (accepted →
 //                stored and counted in `events`) · accept latency · accept-to-stored lag
 //
-// Beacon runs as two processes, `--role server` and `--role worker` (start() from server/main.ts),
-// on its own database (beacon_t_bench_*, dropped at the end) and Redis prefix (beacon-bench-*,
-// its keys deleted at the end). Load comes from test/bench/loadgen.ts in a child process over
-// keep-alive HTTP/1.1 connections to 127.0.0.1. Every phase is bounded in time and requests.
+// Beacon runs as two processes, `--role server` and `--role worker` (start() from server/main.ts;
+// the worker at its default WORKER_NICE), on its own database (beacon_t_bench_*, dropped at the
+// end) and Redis prefix (beacon-bench-*, its keys deleted at the end). Load comes from
+// test/bench/loadgen.ts in a child process over keep-alive HTTP/1.1 connections to 127.0.0.1.
+// Every phase is bounded in time and requests.
 //
 // Knobs (environment): BENCH_SECONDS (measured window per phase, 12), BENCH_WARMUP_SECONDS (2),
 // BENCH_CONNECTIONS (single-event connections, closed loop, 128), BENCH_RATE_CONNECTIONS
@@ -885,7 +886,7 @@ async function main(): Promise<void> {
         "",
         "### How it is measured",
         "",
-        "- Beacon runs as two processes started with `start()` from server/main.ts: `--role server` (HTTP/Connect, accept → ingest buffer → BullMQ) and `--role worker` (enrich → sessions → Postgres), on a fresh database `beacon_t_bench_*` and Redis prefix `beacon-bench-*`, both removed at the end.",
+        "- Beacon runs as two processes started with `start()` from server/main.ts: `--role server` (HTTP/Connect, accept → ingest buffer → BullMQ) and `--role worker` (enrich → sessions → Postgres; at its default `WORKER_NICE` of 10, below the other processes' CPU priority), on a fresh database `beacon_t_bench_*` and Redis prefix `beacon-bench-*`, both removed at the end.",
         "- The load generator (test/bench/loadgen.ts) is a separate Node process with raw keep-alive HTTP/1.1 sockets to 127.0.0.1, no pipelining: each connection sends its next request when the previous answer is complete (closed loop). Requests per second count 2xx answers completed in the measured window, after the warm-up; latency is from writing a request to the end of its answer, over the measured window. The closed loop measures the most Beacon answers with that many clients; its latency grows with the number of connections (each waits for every request ahead of it), so the latency target is measured apart, in the open-loop phase: single events are due at the target rate on a fixed schedule, as independent browsers send them, and go out on whichever of its connections is free; their latency counts from when each was due, so requests waiting for a connection count too (no coordinated omission).",
         "- Visitors vary as in real traffic: 20,000 client ids and `X-Forwarded-For` addresses for single events, ten user agents, ten pages; each batch comes from 50 visitors and a new first visitor (the per-visitor rate limit charges a whole batch to its first event's visitor).",
         "- References run against the same load generator with the same request bodies: a bare `node:http` server that reads the body and answers 204 (closed loop, and in the open loop at the rate phase's rate: the accept-latency target's yardstick, what this machine and load generator allow a server that does nothing), the same handler behind Beacon's listener (server/http/listen.ts), the accept floor (test/bench/ref-server.ts: the least a server of Beacon's design does for a single-event beacon — Beacon's listener, reads and parses the JSON body, waits for the ingest buffer's window, writes the window's events to Redis in one round trip, answers /collect's 200 — in the closed loop, in the open loop at the rate phase's rate, and there again, after the rate phase, queueing real ingest jobs through Beacon's buffer and producer for a site of its own, which Beacon's worker enriches and stores as it does Beacon's: its latency is what the machine leaves for Beacon's own work, alone and with the rest of the pipeline running), and a Connect router whose TrackEvent returns an empty response at once. Postgres: 200,000 event-shaped rows with COPY FROM STDIN (text) and 100,000 with the INSERT … SELECT FROM unnest statement events-store.ts uses, 10,000 rows per statement, one connection, into unpartitioned copies of `events` (same columns, primary key and BRIN index); payloads are built before the clock starts.",

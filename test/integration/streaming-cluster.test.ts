@@ -4,12 +4,14 @@
 // subscribers: a TailEvents stream on B receives them in order and a WatchRealtime stream on B
 // shows them. The worker process also delivers a webhook subscription created through A (its query
 // runner is wired by server/main.ts). Finally B gets SIGTERM with both streams open: they end
-// cleanly and B exits 0.
+// cleanly and B exits 0. Before that: the worker process runs below the servers' CPU priority
+// (WORKER_NICE, 10 by default), in every thread.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import http from "node:http";
 import { createRequire } from "node:module";
 import type net from "node:net";
+import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -24,6 +26,7 @@ import { TrackingService } from "../../gen/beacon/v1/tracking_service_pb.js";
 import { bootstrap } from "../../server/core/management/bootstrap.js";
 import { deleteRedisKeys, TEST_REDIS_URL } from "../support/beacon.js";
 import { createMigratedTestOrm, type MigratedTestOrm } from "../support/db.js";
+import { threadNiceValues } from "../support/threads.js";
 import { caller, createSite, eventually, pageview, StreamReader } from "./streaming-helpers.js";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -71,6 +74,7 @@ async function startBeacon(role: "server" | "worker", env: Record<string, string
 
 let serverA: BeaconProcess;
 let serverB: BeaconProcess;
+let worker: BeaconProcess;
 let management: Client<typeof ManagementService>;
 let tracking: Client<typeof TrackingService>;
 let streamingB: Client<typeof StreamingService>;
@@ -81,7 +85,7 @@ beforeAll(async () => {
   adminKey = first.adminKey!;
   // One enrichment at a time: batches sent one after another are then stored, and published, in
   // the order they were sent (concurrent batches would be published in the order they finish).
-  [serverA, serverB] = await Promise.all([startBeacon("server"), startBeacon("server"), startBeacon("worker", { INGEST_CONCURRENCY: "1" })]);
+  [serverA, serverB, worker] = await Promise.all([startBeacon("server"), startBeacon("server"), startBeacon("worker", { INGEST_CONCURRENCY: "1" })]);
   const base = (p: BeaconProcess) => `http://127.0.0.1:${p.port}`;
   management = createClient(ManagementService, createNodeTransport({ baseUrl: base(serverA), httpVersion: "1.1", interceptors: [caller(adminKey)] }));
   tracking = createClient(TrackingService, createNodeTransport({ baseUrl: base(serverA), httpVersion: "1.1", interceptors: [caller()] }));
@@ -101,6 +105,17 @@ afterAll(async () => {
   } finally {
     redis.disconnect();
   }
+});
+
+it.skipIf(process.platform !== "linux")("runs the worker process, every thread of it, at nice 10 and the servers at the nice they started with", () => {
+  // Both started from this process, whose nice value they began with.
+  const started = os.getPriority();
+  const workerThreads = threadNiceValues(worker.child.pid!);
+  const serverThreads = threadNiceValues(serverA.child.pid!);
+  expect(workerThreads.size).toBeGreaterThan(1);
+  expect(new Set(workerThreads.values())).toEqual(new Set([Math.max(10, started)]));
+  expect(new Set(serverThreads.values())).toEqual(new Set([started]));
+  expect(worker.output()).toContain('"msg":"worker CPU priority lowered"');
 });
 
 it("relays events sent to server A, in order, to TailEvents and WatchRealtime subscribers on server B; a webhook is delivered by the worker; B's streams end on SIGTERM", { timeout: 120_000 }, async () => {

@@ -1,5 +1,6 @@
 // Settings read from the environment: the worker's store settings default to the worker's own
-// defaults, a good value is taken, and a bad one stops the start with a line naming the variable.
+// defaults, WORKER_NICE to 10; a good value is taken, and a bad one stops the start with a line
+// naming the variable.
 import { describe, expect, it } from "vitest";
 import { type BeaconConfig, ConfigError, loadConfig } from "../../server/config.js";
 import { DEFAULT_PARALLEL_STORES, DEFAULT_STORE_LINGER_MS } from "../../workers/processors/ingest.js";
@@ -23,5 +24,13 @@ describe.each(SETTINGS)("$name", ({ name, field, processorDefault, accepted, ref
       expect(() => loadConfig({ [name]: bad }, [])).toThrow(ConfigError);
       expect(() => loadConfig({ [name]: bad }, [])).toThrow(new RegExp(name));
     }
+  });
+});
+
+describe("WORKER_NICE", () => {
+  it("defaults to 10, takes 0 to 19 and refuses anything else, naming the variable", () => {
+    expect(loadConfig({}, []).workerNice).toBe(10);
+    for (const [text, value] of [["0", 0], ["19", 19]] as const) expect(loadConfig({ WORKER_NICE: text }, []).workerNice).toBe(value);
+    for (const bad of ["-1", "20", "low"]) expect(() => loadConfig({ WORKER_NICE: bad }, [])).toThrow(/WORKER_NICE/);
   });
 });
