@@ -56,7 +56,6 @@ export function ingestEventCountKeys(prefix: string): { queued: string; taken: s
 /** How long an ingestQueueWaitKey reading lasts: older than this it says nothing (no worker is taking batches). */
 const INGEST_QUEUE_WAIT_TTL_MS = 5_000;
 
-
 // Nothing waits: the taken total catches up with the queued one (never moves it back).
 const CATCH_UP_SCRIPT = `local q = tonumber(redis.call('GET', KEYS[1]) or '0')
 local t = tonumber(redis.call('GET', KEYS[2]) or '0')

@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import { IngestBuffer } from "../../server/core/ingest/buffer.js";
 import type { RawHit } from "../../server/core/ingest/hit.js";
 import { createIngestProducer } from "../../workers/producer.js";
+import { rawHit } from "../support/raw-hit.js";
 import { TrackEventResponseSchema, TrackEventsResponseSchema, TrackingService } from "../../gen/beacon/v1/tracking_service_pb.js";
 import { listen, type HttpHandler } from "../../server/http/listen.js";
 
@@ -74,28 +75,20 @@ function listBuffer(redis: Redis, key: string): IngestBuffer<unknown> {
 /** The measurement-protocol body as the hit Beacon would queue, with no checks, through Beacon's buffer and producer. */
 function pipelineWriter(buffer: IngestBuffer<RawHit>, siteId: string) {
   const text = (value: unknown) => (typeof value === "string" ? value : "");
-  return (event: Record<string, unknown>, req: IncomingMessage) => {
-    const now = Date.now();
-    return buffer.add([{
-      siteId,
-      eventId: randomUUID(),
-      ts: now,
-      name: "pageview",
-      url: `https://${text(event.dh)}${text(event.dp)}`,
-      referrer: text(event.dr),
-      title: text(event.dt),
-      ip: text(req.headers["x-forwarded-for"]) || "127.0.0.1",
-      userAgent: req.headers["user-agent"] ?? "",
-      clientId: text(event.cid),
-      userId: "",
-      screen: "",
-      language: "",
-      props: {},
-      revenue: null,
-      currency: "",
-      receivedAt: now,
-    }]);
-  };
+  return (event: Record<string, unknown>, req: IncomingMessage) =>
+    buffer.add([
+      rawHit({
+        siteId,
+        eventId: randomUUID(),
+        ts: Date.now(),
+        url: `https://${text(event.dh)}${text(event.dp)}`,
+        referrer: text(event.dr),
+        title: text(event.dt),
+        ip: text(req.headers["x-forwarded-for"]) || "127.0.0.1",
+        userAgent: req.headers["user-agent"] ?? "",
+        clientId: text(event.cid),
+      }),
+    ]);
 }
 
 let port: number;

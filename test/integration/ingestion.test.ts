@@ -23,6 +23,7 @@ import { createLogger } from "../../server/logger.js";
 import { createIngestProcessor } from "../../workers/processors/ingest.js";
 import { type IngestBatchJob, QUEUES } from "../../workers/queues.js";
 import { startTestBeacon, type TestBeacon } from "../support/beacon.js";
+import { rawHit } from "../support/raw-hit.js";
 
 type EventInit = MessageInitShape<typeof EventSchema>;
 /** Event fields to set on top of a pageview. */
@@ -419,25 +420,7 @@ describe("sessions", () => {
     });
 
     function hit(site: TestSite, eventId: string, path: string, ts: number, name = "pageview"): RawHit {
-      return {
-        siteId: site.id,
-        eventId,
-        ts,
-        name,
-        url: `https://${site.domain}${path}`,
-        referrer: "",
-        title: "",
-        ip: "192.0.2.50",
-        userAgent: FIREFOX_LINUX,
-        clientId: "",
-        userId: "",
-        screen: "",
-        language: "",
-        props: {},
-        revenue: null,
-        currency: "",
-        receivedAt: ts,
-      };
+      return rawHit({ siteId: site.id, eventId, ts, name, url: `https://${site.domain}${path}`, ip: "192.0.2.50", userAgent: FIREFOX_LINUX });
     }
 
     let jobs = 0;

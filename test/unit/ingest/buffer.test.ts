@@ -3,27 +3,10 @@
 import { describe, expect, it } from "vitest";
 import { IngestBuffer } from "../../../server/core/ingest/buffer.js";
 import type { RawHit } from "../../../server/core/ingest/hit.js";
+import { rawHit } from "../../support/raw-hit.js";
 
 function hit(eventId: string): RawHit {
-  return {
-    siteId: "00000000-0000-4000-8000-000000000001",
-    eventId,
-    ts: 1_700_000_000_000,
-    name: "pageview",
-    url: "https://example.com/",
-    referrer: "",
-    title: "",
-    ip: "203.0.113.1",
-    userAgent: "Mozilla/5.0",
-    clientId: "",
-    userId: "",
-    screen: "",
-    language: "",
-    props: {},
-    revenue: null,
-    currency: "",
-    receivedAt: 1_700_000_000_000,
-  };
+  return rawHit({ siteId: "00000000-0000-4000-8000-000000000001", eventId, ts: 1_700_000_000_000, url: "https://example.com/", ip: "203.0.113.1", userAgent: "Mozilla/5.0" });
 }
 
 /** A queue write that records its batches and finishes when the test says. */
