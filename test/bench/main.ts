@@ -225,11 +225,12 @@ function cpuLine(cpu: CpuBreakdown): string {
  */
 function latencyRoomText(bareP99: number, floorP99: number, floorPipelineP99: number, rate: number): string {
   const target = TARGETS.p99AcceptMs;
-  const figures = `at ${fmtInt(rate)} req/s (open loop) the bare node:http server's p99 was ${fmtMs(bareP99)} ms, the accept floor's ${fmtMs(floorP99)} ms alone and ${fmtMs(floorPipelineP99)} ms with Beacon's worker storing what it queued`;
-  if (bareP99 >= target) return `Room for the p99 < ${target} ms target in this run: none; ${figures}. A server that does nothing missed the target on this machine.`;
-  if (floorP99 >= target) return `Room for the p99 < ${target} ms target in this run: none; ${figures}. The least a server of Beacon's design does missed the target with nothing else running, so no implementation of the design could meet it on this machine in this run.`;
-  if (floorPipelineP99 >= target) return `Room for the p99 < ${target} ms target in this run: only without the rest of the pipeline; ${figures}.`;
-  return `Room for the p99 < ${target} ms target in this run: ${figures}.`;
+  const room =
+    bareP99 >= target ? "none: a server that does nothing missed it on this machine"
+    : floorP99 >= target ? "none: the least a server of Beacon's design does missed it with nothing else running, so no implementation of the design could meet it on this machine in this run"
+    : floorPipelineP99 >= target ? "only without the rest of the pipeline"
+    : "some";
+  return `Room for the p99 < ${target} ms target in this run: ${room}. At ${fmtInt(rate)} req/s (open loop) the bare node:http server's p99 was ${fmtMs(bareP99)} ms, the accept floor's ${fmtMs(floorP99)} ms alone and ${fmtMs(floorPipelineP99)} ms with Beacon's worker storing what it queued.`;
 }
 
 // ---------------------------------------------------------------------------------------------
